@@ -1,0 +1,1 @@
+"""One thin module per stage: parse arguments, call saliencylab, write outputs."""
