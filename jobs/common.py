@@ -1,0 +1,180 @@
+"""What every stage shares: the `Job` declaration, input parsing, execution and the typer command factory.
+
+A job module declares a `Job`: its registry entry, config dataclass, presets, a `prepare` function
+that reads input manifests and plans shard tasks, and optionally a `finalize` run at merge time.
+`stage_command(job)` turns it into a typer command with the stage contract's options
+(--input, --output, --shard, --config, --preset, --set, --force, --on-error) plus one option per
+config field, so `--help` documents every parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Optional
+
+import typer
+
+from saliencylab.config import config_to_dict, load_yaml_config, parse_sets, resolve_config
+from saliencylab.manifests import Manifest
+from saliencylab.progress import Progress
+from saliencylab.runner import FinalizeFn, ProcessFn, RunRequest, ShardSelection, ShardTask, StageError, run_stage
+from saliencylab.stages import StageSpec
+from saliencylab.storage import StorageError, open_storage
+
+USER_ERRORS = (ValueError, StageError, StorageError, FileNotFoundError)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A planned run: digests of the inputs, the shard tasks, the per-shard work and warnings."""
+
+    inputs: dict[str, dict[str, str]]
+    tasks: tuple[ShardTask, ...]
+    process: ProcessFn
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    spec: StageSpec
+    version: str  # bump when the stage's output for the same params changes
+    config_cls: type
+    prepare: Callable[[dict[str, str], Any], Prepared]
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finalize: FinalizeFn | None = None
+
+
+def parse_inputs(spec: StageSpec, values: list[str]) -> dict[str, str]:
+    """Map `--input` values (`name=URI`, or bare URIs in declared order) to the stage's named inputs."""
+    named: dict[str, str] = {}
+    bare: list[str] = []
+    for value in values:
+        name, sep, uri = value.partition("=")
+        if sep and name in spec.inputs:
+            named[name] = uri
+        else:
+            bare.append(value)
+    free = [n for n in spec.inputs if n not in named]
+    if len(bare) > len(free):
+        raise ValueError(f"{spec.name} takes inputs {list(spec.inputs)}; got too many: {values}")
+    named.update(zip(free, bare))
+    missing = [n for n in spec.inputs if n not in named and n not in spec.optional_inputs]
+    if missing:
+        raise ValueError(f"{spec.name} needs --input for {missing} (as name=URI or in the order {list(spec.inputs)})")
+    return named
+
+
+def build_config(job: Job, preset: str | None, config_file: str | None, sets: list[str], options: dict[str, Any]) -> Any:
+    """Resolve the stage config: defaults < preset < YAML file < --set < explicit options."""
+    if preset and preset not in job.presets:
+        raise ValueError(f"unknown preset {preset!r} for {job.spec.name}; valid: {sorted(job.presets)}")
+    layers = [job.presets.get(preset, {}) if preset else {}, load_yaml_config(config_file), parse_sets(sets)]
+    layers.append({k: v for k, v in options.items() if v is not None})
+    return resolve_config(job.config_cls, *layers)
+
+
+def execute(
+    job: Job,
+    inputs: dict[str, str],
+    output: str,
+    config: Any,
+    *,
+    selection: ShardSelection = ShardSelection(),
+    on_error: str = "fail",
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Manifest | None:
+    """Plan and run one stage; returns its manifest, or None for a worker of a sharded run."""
+    prepared = job.prepare(inputs, config)
+    for warning in prepared.warnings:
+        print(f"WARNING [{job.spec.name}]: {warning}", file=sys.stderr)
+    request = RunRequest(
+        stage=job.spec.name,
+        stage_version=job.version,
+        params=config_to_dict(config),
+        inputs=prepared.inputs,
+        tasks=prepared.tasks,
+        warnings=prepared.warnings,
+    )
+    return run_stage(
+        open_storage(output),
+        request,
+        prepared.process,
+        selection=selection,
+        on_error=on_error,
+        force=force,
+        finalize=job.finalize,
+        progress=progress,
+    )
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a user-facing error on stderr and return the Exit to raise."""
+    print(f"error: {message}", file=sys.stderr)
+    return typer.Exit(code=2)
+
+
+def _config_options(config_cls: type) -> list[inspect.Parameter]:
+    params = []
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        option = typer.Option(flag, help=help_text, show_default=False, rich_help_panel="Stage parameters")
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[str], option])
+        )
+    return params
+
+
+def stage_command(job: Job) -> Callable[..., None]:
+    """A typer command for `job` implementing the stage contract."""
+    spec = job.spec
+    contract = {
+        "input": (list[str], typer.Option("--input", "-i", help=f"Input URI(s): name=URI or bare, in order {list(spec.inputs)}.")),
+        "output": (str, typer.Option("--output", "-o", help="Output URI: a local folder, file:// or s3://bucket/prefix.")),
+        "shard": (Optional[str], typer.Option("--shard", help="Handle only shards i of n (i/n); run `saliencylab merge` after.")),
+        "config": (Optional[str], typer.Option("--config", help="YAML file of parameters.")),
+        "preset": (Optional[str], typer.Option("--preset", help=f"Named parameter set: {sorted(job.presets) or 'none'}.")),
+        "set_": (list[str], typer.Option("--set", help="Override a parameter: key=value (repeatable).")),
+        "force": (bool, typer.Option("--force", help="Replace an output written with other parameters.")),
+        "on_error": (str, typer.Option("--on-error", help="fail: stop at a bad item; skip: quarantine it in the manifest.")),
+    }
+    defaults = {"input": [], "output": ..., "shard": None, "config": None, "preset": None, "set_": [], "force": False, "on_error": "fail"}
+    field_names = [f.name for f in dataclasses.fields(job.config_cls)]
+    clash = set(field_names) & set(contract)
+    if clash:
+        raise TypeError(f"{job.config_cls.__name__} fields {clash} clash with the stage contract's options")
+
+    def command(**kwargs: Any) -> None:
+        options = {name: kwargs.pop(name) for name in field_names}
+        try:
+            config = build_config(job, kwargs["preset"], kwargs["config"], kwargs["set_"], options)
+            manifest = execute(
+                job,
+                parse_inputs(spec, kwargs["input"]),
+                kwargs["output"],
+                config,
+                selection=ShardSelection.parse(kwargs["shard"]),
+                on_error=kwargs["on_error"],
+                force=kwargs["force"],
+            )
+        except USER_ERRORS as e:
+            raise fail(str(e)) from None
+        if manifest is None:
+            print(f"{spec.name}: this worker's shards are done; run `saliencylab merge --output {kwargs['output']}`", file=sys.stderr)
+        else:
+            print(f"{spec.name}: {manifest.num_samples} samples, {len(manifest.quarantine)} quarantined -> {kwargs['output']}", file=sys.stderr)
+
+    params = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=Annotated[kind, option])
+        for name, (kind, option) in contract.items()
+    ] + _config_options(job.config_cls)
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = f"{spec.summary}\n\n{inspect.getdoc(job.config_cls) or ''}"
+    command.__name__ = spec.name.replace("-", "_")
+    return command
