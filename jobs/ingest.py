@@ -60,7 +60,7 @@ def _voc_items(images: Storage, keys: list[str], config: IngestConfig, masks: di
     jpegs = {k[len(base) + len("JPEGImages/") :].rsplit(".", 1)[0]: k for k in keys if k.startswith(f"{base}JPEGImages/")}
     annotations = {k[len(base) + len("Annotations/") :].rsplit(".", 1)[0]: k for k in keys if k.startswith(f"{base}Annotations/")}
     if config.split == "all":
-        ids = sorted(jpegs)
+        ids = sorted(set(jpegs) | set(masks))  # a mask without its image is an error, not a silent drop
     elif config.split == "masked":
         ids = sorted(masks)
     elif config.split == "unmasked":

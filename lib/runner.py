@@ -145,6 +145,7 @@ def _read_part(out: Storage, task: ShardTask, run_id: str) -> dict[str, Any] | N
 def _claim_output(out: Storage, request: RunRequest, force: bool) -> str:
     """Write `_run.json`, or check that the one there is ours; return 'complete' if the run is done."""
     run_id = request.run_id
+    out.check_writable()
     if out.exists(MANIFEST_KEY):
         existing = Manifest.from_json(out.read_bytes(MANIFEST_KEY), f"{out.uri}/{MANIFEST_KEY}")
         if existing.run_id == run_id:

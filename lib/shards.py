@@ -122,8 +122,12 @@ def read_shard(data: bytes, source: str = "shard", decode: bool = True) -> Itera
                     yield current
                 current = {"__key__": key}
             current[field] = decode_field(field, payload) if decode else payload
+        end_marker = data[tar.offset : tar.offset + 2 * tarfile.BLOCKSIZE]
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ValueError(f"{source} is truncated or corrupt: {e}") from e
+    if len(end_marker) < 2 * tarfile.BLOCKSIZE or any(end_marker):
+        # A tar cut at a member boundary reads like a shorter archive; only the end marker tells.
+        raise ValueError(f"{source} is truncated: it has no end-of-archive marker")
     if current is not None:
         yield current
 

@@ -46,6 +46,8 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def check_writable(self) -> None: ...
+
     def list(self, prefix: str = "") -> list[str]: ...
 
     def child(self, key: str) -> "Storage": ...
@@ -90,6 +92,11 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"{self.root} is not writable")
 
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
@@ -180,6 +187,19 @@ class S3Storage:
             raise self._fail("lookup", key, e) from e
         except BotoCoreError as e:
             raise self._fail("lookup", key, e) from e
+
+    def check_writable(self) -> None:
+        """Fail early and clearly when the bucket is missing or unreachable (some servers create it on PUT)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(f"bucket {self.bucket!r} of {self.uri} does not exist; create it first") from None
+            raise self._fail("bucket check", ".", e) from e
+        except BotoCoreError as e:
+            raise self._fail("bucket check", ".", e) from e
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
