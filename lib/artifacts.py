@@ -42,6 +42,18 @@ class Artifact:
         """Sample key -> shard name, from the manifest (no shard is read)."""
         return {key: record.name for record in self.manifest.shards for key in record.keys}
 
+    def lookup(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The samples of `keys` that this artifact has, reading only the shards that hold them."""
+        index = self.key_index()
+        wanted: dict[str, set[str]] = {}
+        for key in keys:
+            if key in index:
+                wanted.setdefault(index[key], set()).add(key)
+        found = {}
+        for shard, shard_keys in sorted(wanted.items()):
+            found.update({s["__key__"]: s for s in self.samples(shard) if s["__key__"] in shard_keys})
+        return found
+
 
 def open_artifact(uri: str) -> Artifact:
     """Open the finished artifact at `uri`; raises FileNotFoundError when it has no manifest yet."""

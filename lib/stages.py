@@ -36,6 +36,28 @@ STAGES: tuple[StageSpec, ...] = (
         cpu="2",
         memory="4Gi",
     ),
+    StageSpec(
+        name="deepgaze",
+        summary="Predict human fixations with DeepGaze IIE: a log-density and a density map per image.",
+        inputs=("images",),
+        gpu=True,
+        cpu="4",
+        memory="16Gi",
+    ),
+    StageSpec(
+        name="compare",
+        summary="Join two map artifacts by sample key and score every pair (MAE, IoU, CC, KLdiv, SIM).",
+        inputs=("pred", "target"),
+        cpu="2",
+        memory="4Gi",
+    ),
+    StageSpec(
+        name="report",
+        summary="Render the study's tables, overlays and histograms as Markdown and one self-contained HTML file.",
+        inputs=("run",),
+        cpu="1",
+        memory="4Gi",
+    ),
 )
 
 

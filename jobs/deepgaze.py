@@ -1,0 +1,99 @@
+"""Stage `deepgaze`: DeepGaze IIE predicted fixations for every image of an ingested artifact.
+
+Each output sample `<key>` holds:
+    log_density.npy   float32 (H, W) log density at the image size, logsumexp 0
+    density.npy       float32 (H, W) the same as a density, sums to 1
+Images go in as RGB 0-255 (the original study's notebooks fed [0, 1], which reduces the
+prediction to mostly the centre bias; the model's guard refuses such input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import typer
+
+from saliencylab.artifacts import open_artifact
+from saliencylab.config import field
+from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, load_deepgaze_state_dict, uniform_centerbias
+from saliencylab.devices import pick_device
+from saliencylab.runner import ErrorPolicy, ShardTask
+from saliencylab.stages import get_stage
+from saliencylab.storage import open_storage
+from saliencylab.weights import RANDOM, load_weights, random_weights_warning
+
+from jobs.common import Job, Prepared, image_batches, image_tensor, stage_command
+
+
+@dataclass(frozen=True)
+class DeepGazeConfig:
+    """Parameters of the deepgaze stage."""
+
+    weights: str = field(RANDOM, "deepgaze2e.pth (authors' release v1.0.0) as a path or s3:// URI, or 'random'.")
+    centerbias: str = field(
+        "", "centerbias_mit1003.npy (1024x1024 log density) as a path or s3:// URI; empty = uniform prior (a stand-in)."
+    )
+    batch_size: int = field(4, "Images per forward pass (same-size images only).")
+    device: str = field("auto", "auto (CUDA if present), cpu or cuda[:N].")
+
+
+def load_template(uri: str) -> np.ndarray:
+    """The centre-bias template array from a .npy file (no pickle)."""
+    import io
+
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    try:
+        return np.load(io.BytesIO(open_storage(parent or ".").read_bytes(name)), allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"centre-bias template {uri} is not a readable .npy array: {e}") from e
+
+
+def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
+    images = open_artifact(inputs["images"])
+    device = pick_device(config.device)
+    model = build_deepgaze_iie()
+    state = load_weights(config.weights)
+    if state is not None:
+        load_deepgaze_state_dict(model, state)
+    model = model.to(device).eval()
+    template = load_template(config.centerbias) if config.centerbias else None
+    centerbiases: dict[tuple[int, int], torch.Tensor] = {}
+
+    def centerbias(size: tuple[int, int]) -> torch.Tensor:
+        if size not in centerbiases:
+            cb = centerbias_from_template(template, size) if template is not None else uniform_centerbias(size)
+            centerbiases[size] = torch.as_tensor(cb, dtype=torch.float32, device=device)
+        return centerbiases[size]
+
+    def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
+        (shard,) = task.items
+        samples = list(images.samples(shard))
+        outputs = []
+        for batch in image_batches(samples, config.batch_size):
+            x = image_tensor(batch, device)  # (B, 3, H, W) RGB in [0, 255], as DeepGaze expects
+            cb = centerbias(tuple(x.shape[-2:])).expand(len(batch), *x.shape[-2:])
+            with torch.inference_mode():
+                log_density = model(x, cb)[:, 0].double().cpu().numpy()
+            for sample, ld in zip(batch, log_density):
+                outputs.append(
+                    {"__key__": sample["__key__"], "log_density.npy": ld.astype(np.float32), "density.npy": np.exp(ld).astype(np.float32)}
+                )
+        order = {s["__key__"]: i for i, s in enumerate(samples)}
+        return sorted(outputs, key=lambda s: order[s["__key__"]])  # input order, whatever the size groups
+
+    warnings = list(images.manifest.warnings)
+    if state is None:
+        warnings.append(random_weights_warning("deepgaze", "DeepGaze IIE"))
+    if template is None:
+        warnings.append("deepgaze: no MIT1003 centre-bias template given; a uniform prior was used")
+    tasks = tuple(ShardTask(i, r.name, (r.name,)) for i, r in enumerate(images.manifest.shards))
+    return Prepared({"images": images.input_spec}, tasks, process, tuple(warnings))
+
+
+JOB = Job(spec=get_stage("deepgaze"), version="1", config_cls=DeepGazeConfig, prepare=prepare)
+command = stage_command(JOB)
+
+if __name__ == "__main__":
+    typer.run(command)

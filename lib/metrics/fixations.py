@@ -1,0 +1,91 @@
+"""Fixation-based metrics that average over fixated pixels: NSS and information gain.
+
+Fixations come as a (B, H, W) fixation map, not as coordinates: a pixel (row y, column x) is
+fixated when its value is positive (bool, 0/1 or counts) and counts once however many
+fixations land on it, as in the MIT benchmark's binary maps (pysaliency averages over
+fixations instead, so duplicates weigh more there). Every function returns a (B,) tensor in
+the saliency map's dtype on its device and never modifies its inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from saliencylab.metrics.inputs import check_fixations, check_maps, value_range
+from saliencylab.metrics.maps import KL_EPS
+from saliencylab.metrics.normalise import density, minmax_from_range
+
+
+def nss(saliency: Tensor, fixations: Tensor) -> Tensor:
+    """Normalized scanpath saliency: the mean z-scored saliency at fixated pixels (MIT NSS.m).
+
+    NSS = mean over fixated pixels of (S − mean(S)) / std(S), with std over H×W using ddof 1
+    as MATLAB's `std` does (pysaliency uses ddof 0: its values are ours times
+    sqrt((H·W − 1) / (H·W)), a relative 2e-6 at 512²). A constant map scores 0.0, as in
+    pysaliency, which then only subtracts the mean (MIT divides by 0).
+
+    Args:
+        saliency: (B, H, W) float32/float64, any finite range. Not modified.
+        fixations: (B, H, W) fixation map, bool or non-negative numbers, at least one fixated
+            pixel per map.
+
+    Returns:
+        (B,) in saliency's dtype and device; 0 is chance, higher is better.
+
+    Raises:
+        TypeError, ValueError: wrong type, dtype, shape or device; NaN or ±inf; a map without
+            fixations (batch indices listed).
+    """
+    check_maps(saliency=saliency)
+    lo, hi = value_range(saliency, "saliency")
+    fixated = check_fixations(fixations, saliency, "fixations")
+    mean = saliency.mean(dim=(1, 2))
+    at_fixations = _mean_at(saliency, fixated)
+    if saliency.shape[1] * saliency.shape[2] == 1:
+        return torch.zeros_like(mean)  # one pixel: constant, and ddof 1 has no std
+    std = saliency.std(dim=(1, 2), correction=1)
+    constant = (hi == lo) | (std == 0)
+    return torch.where(constant, torch.zeros_like(mean), (at_fixations - mean) / torch.where(constant, torch.ones_like(std), std))
+
+
+def information_gain(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> Tensor:
+    """Information gain of a saliency map over a baseline map at fixated pixels, in bits (MIT InfoGain.m).
+
+    IG = mean over fixated pixels of log2(eps + S) − log2(eps + Bl), where S and Bl are the
+    saliency and baseline maps, each min-max scaled to [0, 1] and then divided by its sum
+    (MIT), and eps = 2.2204e-16. Always name the baseline when reporting IG: the MIT benchmark
+    uses a centre-bias map; pysaliency defaults to the uniform density (pass
+    `torch.ones(H, W)`: a constant map counts as uniform here). The min-max step makes the
+    pixels at a map's minimum score log2(eps) ≈ −52; a probabilistic model's density should
+    therefore be compared with pysaliency's log-likelihood IG instead, which skips it.
+
+    Args:
+        saliency: (B, H, W) float32/float64, any finite range. Not modified.
+        fixations: (B, H, W) fixation map, bool or non-negative numbers, at least one fixated
+            pixel per map.
+        baseline: the baseline map, (B, H, W) or one (H, W) map shared by the batch, same dtype
+            and device as saliency.
+
+    Returns:
+        (B,) bits per fixated pixel in saliency's dtype and device; > 0 means better than the
+        baseline.
+
+    Raises:
+        TypeError, ValueError: wrong type, dtype, shape or device; NaN or ±inf; a map without
+            fixations (batch indices listed).
+    """
+    if isinstance(baseline, Tensor) and baseline.ndim == 2 and isinstance(saliency, Tensor) and saliency.ndim == 3:
+        baseline = baseline.expand(saliency.shape[0], -1, -1)  # a view: the shared map is not copied
+    check_maps(saliency=saliency, baseline=baseline)
+    s_unit = minmax_from_range(saliency, *value_range(saliency, "saliency"))
+    b_unit = minmax_from_range(baseline, *value_range(baseline, "baseline"))
+    fixated = check_fixations(fixations, saliency, "fixations")
+    gain = torch.log2(density(s_unit, out=s_unit).add_(KL_EPS)).sub_(torch.log2(density(b_unit, out=b_unit).add_(KL_EPS)))
+    return _mean_at(gain, fixated)
+
+
+def _mean_at(values: Tensor, fixated: Tensor) -> Tensor:
+    """Mean of (B, H, W) `values` over the pixels where the bool map `fixated` is true, as (B,)."""
+    picked = torch.where(fixated, values, torch.zeros_like(values))
+    return picked.sum(dim=(1, 2)) / fixated.sum(dim=(1, 2)).to(values.dtype)
