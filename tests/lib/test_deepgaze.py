@@ -42,15 +42,15 @@ def _make_nontrivial(model: nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for member in model.models:
-            norms = [m for m in member.features.modules() if isinstance(m, nn.BatchNorm2d)]
+            norms = {m: m.momentum for m in member.features.modules() if isinstance(m, nn.BatchNorm2d)}
             for bn in norms:
                 bn.weight.mul_(1 + 0.2 * torch.randn(bn.weight.shape, generator=g))
                 bn.reset_running_stats()
                 bn.momentum = None  # running statistics = plain average over the calibration batch
                 bn.train()
             member.features(torch.rand(2, 3, 96, 128, generator=g) * 255)
-            for bn in norms:
-                bn.momentum = 0.1
+            for bn, momentum in norms.items():
+                bn.momentum = momentum
                 bn.eval()
             for net in member.fixation_selection_networks:
                 net.conv2.weight.mul_(8)
