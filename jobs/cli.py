@@ -51,13 +51,69 @@ def stages_command() -> None:
         print(f"{spec.name}\t{','.join(spec.inputs)}\t{'gpu' if spec.gpu else 'cpu'}\t{spec.summary}")
 
 
+def _print_outputs(root: str, manifests: dict) -> None:
+    print("\nOutputs:")
+    for name, manifest in manifests.items():
+        print(f"  {name:<28} {manifest.num_samples:>5} samples  {join_uri(root, name)}")
+    if "report" in manifests:
+        print(f"\nReport: {join_uri(root, 'report', 'report.html')}  (and report.md)")
+    for warning in sorted({w for m in manifests.values() for w in m.warnings}):
+        print(f"  WARNING: {warning}")
+
+
+def _weights_overrides(cam_weights: list[str], deepgaze_weights: str | None, centerbias: str | None) -> dict:
+    overrides: dict = {"cam_weights": {}}
+    for pair in cam_weights:
+        detector, sep, uri = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--cam-weights expects detector=URI, got {pair!r}")
+        overrides["cam_weights"][detector] = uri
+    overrides["deepgaze"] = {k: v for k, v in {"weights": deepgaze_weights, "centerbias": centerbias}.items() if v}
+    return overrides
+
+
+@app.command("study")
+def study_command(
+    images: Annotated[str, typer.Option("--images", help="Raw images: a VOCdevkit folder (or an image folder with --set ingest.format=folder).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Run root: a local folder or s3://bucket/runs/<name>.")],
+    masks: Annotated[Optional[str], typer.Option("--masks", help="Human attention masks folder; without it the human branch is skipped.")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="Study configuration: paper or corrected (docs/protocols.md).")] = "corrected",
+    detectors: Annotated[Optional[str], typer.Option("--detectors", help="Comma-separated detector names (default: all seven).")] = None,
+    cam_weights: Annotated[list[str], typer.Option("--cam-weights", help="detector=weights for a detector (path, s3:// or torchvision:<name>); default random.")] = [],
+    deepgaze_weights: Annotated[Optional[str], typer.Option("--deepgaze-weights", help="deepgaze2e.pth as a path or s3:// URI; default random.")] = None,
+    centerbias: Annotated[Optional[str], typer.Option("--centerbias", help="centerbias_mit1003.npy as a path or s3:// URI; default uniform.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="stage.key=value for every step of that stage, e.g. ingest.split=masked.")] = [],
+    force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
+) -> None:
+    """Run the empirical study end to end: ingest, CAMs, DeepGaze, compare, report."""
+    from saliencylab.cam import DETECTOR_NAMES
+    from saliencylab.config import parse_sets
+    from saliencylab.pipeline import study_steps
+
+    from jobs.local import run_steps
+
+    try:
+        overrides = _weights_overrides(cam_weights, deepgaze_weights, centerbias)
+        for key, value in parse_sets(set_).items():
+            stage, _, name = key.partition(".")
+            overrides.setdefault(stage, {})[name] = value
+        chosen = tuple(d.strip() for d in detectors.split(",")) if detectors else DETECTOR_NAMES
+        steps = study_steps(chosen, preset, overrides, human_masks=bool(masks))
+        manifests = run_steps(steps, output, {"images": images, "masks": masks or "", "run": output}, force=force)
+    except USER_ERRORS as e:
+        raise fail(str(e)) from None
+    _print_outputs(output, manifests)
+
+
 @app.command("demo")
 def demo_command(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo data and the run go.")] = Path("demo-run"),
     output: Annotated[Optional[str], typer.Option("--output", help="Run root (default WORKDIR/run); may be s3://.")] = None,
+    detectors: Annotated[Optional[str], typer.Option("--detectors", help="Comma-separated detector names (default: all seven).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
 ) -> None:
-    """Run every built stage of the study on the bundled demo photographs, on CPU, with local storage."""
+    """Run the whole study on the bundled demo photographs: CPU, local storage, random weights, 256x256."""
+    from saliencylab.cam import DETECTOR_NAMES
     from saliencylab.demo import write_demo_dataset
     from saliencylab.pipeline import study_steps
 
@@ -66,15 +122,14 @@ def demo_command(
     try:
         voc, masks = write_demo_dataset(workdir / "data")
         root = output or str((workdir / "run").resolve())
-        steps = study_steps({"size": 256, "shard_size": 2})
-        manifests = run_steps(steps, root, {"images": str(voc), "masks": str(masks)}, force=force)
+        chosen = tuple(d.strip() for d in detectors.split(",")) if detectors else DETECTOR_NAMES
+        demo_sizes = {"ingest": {"size": 256, "shard_size": 2}, "cam": {"batch_size": 2}, "compare": {"bootstrap": 200}}
+        steps = study_steps(chosen, "corrected", demo_sizes)
+        manifests = run_steps(steps, root, {"images": str(voc), "masks": str(masks), "run": root}, force=force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
-    print("\nDemo finished. Outputs:")
-    for name, manifest in manifests.items():
-        print(f"  {name:<24} {manifest.num_samples:>4} samples  {join_uri(root, name)}")
-    for warning in sorted({w for m in manifests.values() for w in m.warnings}):
-        print(f"  WARNING: {warning}")
+    print("\nDemo finished.")
+    _print_outputs(root, manifests)
 
 
 def main() -> None:

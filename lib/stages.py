@@ -37,6 +37,14 @@ STAGES: tuple[StageSpec, ...] = (
         memory="4Gi",
     ),
     StageSpec(
+        name="cam",
+        summary="EigenCAM saliency maps of one object detector (seven in the registry), batched, to the target layer only.",
+        inputs=("images",),
+        gpu=True,
+        cpu="4",
+        memory="16Gi",
+    ),
+    StageSpec(
         name="deepgaze",
         summary="Predict human fixations with DeepGaze IIE: a log-density and a density map per image.",
         inputs=("images",),

@@ -1,0 +1,80 @@
+"""Stage `cam`: EigenCAM saliency maps of one object detector for every image of an ingested artifact.
+
+Each output sample `<key>` holds `cam.npy`: float16 (H, W) in [0, 1] at the image size, the first
+principal component of the target layer's activations with the sign rule of docs/cam.md, ReLU'd
+and min-max scaled. The network runs only as far as the target layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import typer
+
+from saliencylab.artifacts import open_artifact
+from saliencylab.cam import build_detector, eigencam_maps, get_detector
+from saliencylab.config import field
+from saliencylab.devices import pick_device
+from saliencylab.runner import ErrorPolicy, ShardTask
+from saliencylab.stages import get_stage
+from saliencylab.weights import RANDOM, load_weights, random_weights_warning
+
+from jobs.common import Job, Prepared, image_batches, image_tensor, stage_command
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    """Parameters of the cam stage."""
+
+    detector: str = field("faster_rcnn", "Detector registry name (see docs/cam.md for the list and their layers).")
+    weights: str = field(RANDOM, "State dict as a path, s3:// URI or torchvision:<Weights>.<NAME> in the cache; or 'random'.")
+    layer: str = field("", "Target layer (dotted module path); empty = the detector's documented default.")
+    internal_resize: Literal["default", "on", "off"] = field(
+        "default", "Whether the model's own input resize runs before the backbone (default: the detector's setting)."
+    )
+    engine: Literal["fast", "grad-cam"] = field("fast", "fast: our batched engine; grad-cam: pytorch-grad-cam's EigenCAM, one image at a time.")
+    batch_size: int = field(8, "Images per forward pass.")
+    device: str = field("auto", "auto (CUDA if present), cpu or cuda[:N].")
+
+
+def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
+    images = open_artifact(inputs["images"])
+    spec = get_detector(config.detector)
+    if config.layer:
+        spec = replace(spec, target_layer=config.layer)
+    if config.internal_resize != "default":
+        spec = replace(spec, internal_resize=config.internal_resize == "on")
+    device = pick_device(config.device)
+    state = load_weights(config.weights)
+    model = build_detector(spec, state).to(device)
+    if config.engine == "fast":
+        compute = eigencam_maps
+    else:
+        from saliencylab.cam.gradcam_reference import gradcam_eigencam_maps as compute
+
+    def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
+        (shard,) = task.items
+        samples = list(images.samples(shard))
+        outputs = []
+        for batch in image_batches(samples, config.batch_size):
+            x = image_tensor(batch, device) / 255  # (B, 3, H, W) RGB in [0, 1]; adapters apply their own preprocessing
+            maps = compute(spec, model, x).cpu().numpy()
+            outputs += [{"__key__": s["__key__"], "cam.npy": m.astype(np.float16)} for s, m in zip(batch, maps)]
+        order = {s["__key__"]: i for i, s in enumerate(samples)}
+        outputs.sort(key=lambda s: order[s["__key__"]])
+        return outputs
+
+    warnings = list(images.manifest.warnings)
+    if state is None:
+        warnings.append(random_weights_warning("cam", config.detector))
+    tasks = tuple(ShardTask(i, r.name, (r.name,)) for i, r in enumerate(images.manifest.shards))
+    return Prepared({"images": images.input_spec}, tasks, process, tuple(warnings))
+
+
+JOB = Job(spec=get_stage("cam"), version="1", config_cls=CamConfig, prepare=prepare)
+command = stage_command(JOB)
+
+if __name__ == "__main__":
+    typer.run(command)
