@@ -52,10 +52,3 @@ def test_progress_writes_json_lines_off_a_terminal():
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0] == {"stage": "ingest", "shard": "shard-000000.tar", "done": 1, "total": 2, "samples": 3}
     assert lines[1]["skipped"] is True
-
-
-def test_demo_runs_every_step(tmp_path):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert "Demo finished" in result.output and "SYNTHETIC" in result.output
-    assert open_artifact(str(tmp_path / "run" / "ingest")).manifest.num_samples == 5
