@@ -22,7 +22,7 @@ def nss(saliency: Tensor, fixations: Tensor) -> Tensor:
 
     NSS = mean over fixated pixels of (S − mean(S)) / std(S), with std over H×W using ddof 1
     as MATLAB's `std` does (pysaliency uses ddof 0: its values are ours times
-    sqrt((H·W − 1) / (H·W)), a relative 2e-6 at 512²). A constant map scores 0.0, as in
+    sqrt(H·W / (H·W − 1)), a relative 2e-6 at 512²). A constant map scores 0.0, as in
     pysaliency, which then only subtracts the mean (MIT divides by 0).
 
     Args:
@@ -46,7 +46,8 @@ def nss(saliency: Tensor, fixations: Tensor) -> Tensor:
         return torch.zeros_like(mean)  # one pixel: constant, and ddof 1 has no std
     std = saliency.std(dim=(1, 2), correction=1)
     constant = (hi == lo) | (std == 0)
-    return torch.where(constant, torch.zeros_like(mean), (at_fixations - mean) / torch.where(constant, torch.ones_like(std), std))
+    safe_std = torch.where(constant, torch.ones_like(std), std)
+    return torch.where(constant, torch.zeros_like(mean), (at_fixations - mean) / safe_std)
 
 
 def information_gain(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> Tensor:

@@ -83,7 +83,9 @@ def check_non_negative(lo: Tensor, name: str) -> None:
     """Raise ValueError naming the batch indices whose per-map minimum `lo` (B,) is negative."""
     bad = lo < 0
     if bool(bad.any()):
-        raise ValueError(f"{name} must be non-negative (a density or saliency map); negative values at batch indices {batch_indices(bad)}")
+        raise ValueError(
+            f"{name} must be non-negative (a density or saliency map); negative values at batch indices {batch_indices(bad)}"
+        )
 
 
 def check_fixations(fixations: Tensor, like: Tensor, name: str) -> Tensor:

@@ -21,12 +21,13 @@ import torch
 from torch import Tensor
 
 from saliencylab.metrics.inputs import check_fraction, check_maps, value_range
+from saliencylab.metrics.rows import count, order_statistics
 
 IOU_MODES = ("exact", "paper")
 
 
 class TopStats(NamedTuple):
-    """Order statistics of a batch of maps that both IoU modes need, from one `topk` per map."""
+    """Order statistics of a batch of maps that both IoU modes need, from one selection per map."""
 
     k: int  # pixels in the top set when values are distinct (the same for every map)
     threshold: Tensor  # (B,) paper A's threshold: the linear (1 − fraction) quantile
@@ -51,39 +52,6 @@ def top_stats(flat: Tensor, fraction: float, scratch: Tensor | None = None) -> T
     threshold = above - diff * (1.0 - weight) if weight >= 0.5 else below + diff * weight
     kth = above if weight > 0 else below
     return TopStats(k, threshold, kth)
-
-
-def order_statistics(flat: Tensor, index: int, scratch: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The ascending order statistics `index` and `index + 1` (the last one if out of range) of each row.
-
-    Args:
-        flat: (B, n) float tensor, finite. Not modified.
-        index: 0-based rank from the smallest, in [0, n).
-        scratch: optional (B, n) tensor like `flat` to work in (CPU only; overwritten).
-
-    Returns:
-        Two (B,) tensors in flat's dtype and on its device.
-    """
-    n = flat.shape[1]
-    upper = min(index + 1, n - 1)
-    if flat.device.type == "cpu":
-        # NumPy's in-place introselect is several times faster than torch.topk for k ~ n/10 on CPU
-        work = torch.empty_like(flat) if scratch is None else scratch
-        array = work.copy_(flat.detach()).numpy()
-        array.partition(upper, axis=1)
-        above = torch.from_numpy(array[:, upper].copy())
-        below = torch.from_numpy(array[:, :upper].max(axis=1)) if upper > index else above
-        return below, above
-    largest = torch.topk(flat, n - index, dim=1, sorted=False).values
-    smallest_two = torch.topk(largest, min(2, n - index), dim=1, largest=False, sorted=True).values
-    return smallest_two[:, 0], smallest_two[:, -1]
-
-
-def count(mask: Tensor) -> Tensor:
-    """Number of true entries in each row of a (B, n) bool tensor, as (B,) int64."""
-    # summing uint8 into int32 is several times faster on CPU than summing bools (int64)
-    accumulator = torch.int32 if mask.shape[1] < 2**31 else torch.int64
-    return mask.view(torch.uint8).sum(dim=1, dtype=accumulator).long()
 
 
 def paper_sets(flat: Tensor, stats: TopStats) -> Tensor:
@@ -158,8 +126,8 @@ def iou_top(a: Tensor, b: Tensor, fraction: float = 0.1, mode: str = "exact") ->
     flat_a, flat_b = a.flatten(1), b.flatten(1)
     stats_a, stats_b = top_stats(flat_a, fraction), top_stats(flat_b, fraction)
     if mode == "paper":
-        return paper_iou(paper_sets(flat_a, stats_a), paper_sets(flat_b, stats_b), a.dtype)
-    return soft_iou(soft_sets(flat_a, stats_a), soft_sets(flat_b, stats_b))
+        return paper_iou(flat_a, flat_b, stats_a, stats_b)[0]
+    return exact_iou(flat_a, flat_b, stats_a, stats_b)
 
 
 def top_set_is_degenerate(x: Tensor, fraction: float = 0.1) -> Tensor:
@@ -187,17 +155,66 @@ def top_set_is_degenerate(x: Tensor, fraction: float = 0.1) -> Tensor:
     return top_stats(flat, check_fraction(fraction)).threshold <= lo
 
 
-def paper_iou(set_a: Tensor, set_b: Tensor, dtype: torch.dtype) -> Tensor:
-    """|A ∩ B| / |A ∪ B| of two bool (B, H·W) sets, as a (B,) tensor of `dtype`; sets are non-empty."""
-    inter = count(set_a & set_b)
-    union = count(set_a) + count(set_b) - inter
-    return inter.to(dtype) / union.to(dtype)
+def paper_iou(
+    flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats, masks: tuple[Tensor, ...] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """|A ∩ B| / |A ∪ B| of the paper top sets of two (B, n) batches, and the set sizes.
+
+    Args:
+        flat_a, flat_b: (B, n) float maps. Not modified.
+        stats_a, stats_b: their `top_stats`.
+        masks: optional working memory, two bool tensors like flat_a (overwritten).
+
+    Returns:
+        (iou, size_a, size_b): iou (B,) in flat_a's dtype; sizes (B,) int64 (n for a collapsed set).
+    """
+    set_a = torch.ge(flat_a, stats_a.threshold[:, None], out=None if masks is None else masks[0])
+    set_b = torch.ge(flat_b, stats_b.threshold[:, None], out=None if masks is None else masks[1])
+    size_a, size_b = count(set_a), count(set_b)
+    inter = count(set_a.logical_and_(set_b))  # sets are never empty: the union is positive
+    return inter.to(flat_a.dtype) / (size_a + size_b - inter).to(flat_a.dtype), size_a, size_b
 
 
-def soft_iou(m_a: Tensor, m_b: Tensor) -> Tensor:
-    """Σ min / Σ max of two (B, H·W) membership tensors; Σ max = Σ a + Σ b − Σ min > 0."""
-    overlap = torch.minimum(m_a, m_b).sum(dim=1)
-    return overlap / (m_a.sum(dim=1) + m_b.sum(dim=1) - overlap)
+def exact_iou(
+    flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats, masks: tuple[Tensor, ...] | None = None
+) -> Tensor:
+    """Σ min(m_a, m_b) / Σ max(m_a, m_b) of the tie-robust memberships, from pixel counts.
+
+    With A the pixels above the k-th largest value (membership 1) and E those equal to it
+    (membership s = (k − |A|) / |E|), Σ min = |A_a∩A_b| + s_b |A_a∩E_b| + s_a |E_a∩A_b| +
+    min(s_a, s_b) |E_a∩E_b|, and Σ max = 2k − Σ min since each membership sums to k. The
+    memberships themselves are never built.
+
+    Args:
+        flat_a, flat_b: (B, n) float maps. Not modified.
+        stats_a, stats_b: their `top_stats`.
+        masks: optional working memory, five bool tensors like flat_a (overwritten).
+
+    Returns:
+        (B,) in flat_a's dtype.
+    """
+    if masks is None:
+        masks = tuple(torch.empty_like(flat_a, dtype=torch.bool) for _ in range(5))
+    above_a, equal_a, above_b, equal_b, both = masks
+    dtype = flat_a.dtype
+    torch.gt(flat_a, stats_a.kth[:, None], out=above_a)
+    torch.eq(flat_a, stats_a.kth[:, None], out=equal_a)
+    torch.gt(flat_b, stats_b.kth[:, None], out=above_b)
+    torch.eq(flat_b, stats_b.kth[:, None], out=equal_b)
+    # each E holds at least its k-th largest pixel, so the divisions are safe
+    share_a = (stats_a.k - count(above_a)).to(dtype) / count(equal_a).to(dtype)
+    share_b = (stats_b.k - count(above_b)).to(dtype) / count(equal_b).to(dtype)
+
+    def joint(x: Tensor, y: Tensor) -> Tensor:
+        return count(torch.logical_and(x, y, out=both)).to(dtype)
+
+    overlap = (
+        joint(above_a, above_b)
+        + share_b * joint(above_a, equal_b)
+        + share_a * joint(equal_a, above_b)
+        + torch.minimum(share_a, share_b) * joint(equal_a, equal_b)
+    )
+    return overlap / (2 * stats_a.k - overlap)
 
 
 def _check_mode(mode: str) -> None:

@@ -72,8 +72,10 @@ def kldiv(p: Tensor, y: Tensor) -> Tensor:
     G is the target (empirical or human) map and P the prediction, each divided by its sum
     over H×W; eps = 2.2204e-16 in both places, as in the MIT code and pysaliency's
     `MIT_KLDiv`. Lower is better; identical maps give 0. The second argument is the target.
-    An all-zero map is taken as the uniform density (pysaliency; MIT keeps it at zero, which
-    makes KL(G‖0) ≈ 36 nats · ΣG and KL(0‖P) = 0).
+    An all-zero map is taken as the uniform density (pysaliency; MIT keeps it at zero, so an
+    all-zero prediction scores about ln(1/eps) ≈ 36 nats and an all-zero target scores 0).
+    With eps this small, KL is sensitive to whether a prediction is exactly 0 where the target
+    is not: min-max scaling must map the minimum to exactly 0, as `minmax_normalise` does.
 
     Args:
         p: (B, H, W) float32/float64 prediction, non-negative (a density or a saliency map).
@@ -143,7 +145,8 @@ def correlation_of_centred(p: Tensor, y: Tensor, constant: Tensor, scratch: Tens
 def kl_of_densities(p: Tensor, g: Tensor, scratch: Tensor | None = None) -> Tensor:
     """Σ g · log(eps + g / (p + eps)) over each row of (B, n) densities p (prediction) and g (target)."""
     ratio = torch.add(p, KL_EPS, out=scratch)
-    ratio = torch.div(g, ratio, out=ratio).add_(KL_EPS).log_()
+    eps = torch.full((1, 1), KL_EPS, dtype=p.dtype, device=p.device)
+    ratio = torch.addcdiv(eps, g, ratio, out=ratio).log_()  # eps + g / (p + eps), in one pass
     return ratio.mul_(g).sum(dim=1)
 
 

@@ -7,7 +7,8 @@ the fixation or ground-truth map) with `resize_to`.
 
 from __future__ import annotations
 
-import torch
+import numbers
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -39,9 +40,9 @@ def resize_to(x: Tensor, size: tuple[int, int]) -> Tensor:
         raise TypeError(f"x must be a float32 or float64 tensor, got {getattr(x, 'dtype', type(x).__name__)}")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, H, W), got {tuple(x.shape)}")
-    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
+    if len(size) != 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in size):
         raise ValueError(f"size must be (height, width) with positive integers, got {size!r}")
-    height, width = size
+    height, width = int(size[0]), int(size[1])
     if (height, width) == tuple(x.shape[1:]):
         return x.clone()
     shrinking = height < x.shape[1] or width < x.shape[2]

@@ -4,7 +4,7 @@
 
 | key | normalisation inside `compare_maps` |
 |---|---|
-| `mae` | min-max to [0, 1]; mean |P − Y| over H×W |
+| `mae` | min-max to [0, 1]; mean absolute difference over H×W |
 | `iou_paper`, `iou_exact` | min-max (order-preserving, so it only matters through rounding); top `fraction` |
 | `cc` | min-max (CC is affine invariant: equal to CC of the raw maps) |
 | `kldiv` | min-max, then each map divided by its sum; KL(target ‖ pred) |
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from saliencylab.metrics.inputs import batch_indices, check_fraction, check_maps, row_range
-from saliencylab.metrics.iou import TopStats, count, soft_iou, soft_sets, top_stats
+from saliencylab.metrics.iou import TopStats, exact_iou, paper_iou, top_stats
 from saliencylab.metrics.maps import correlation_of_centred, intersection, kl_of_densities
 from saliencylab.metrics.normalise import density
 
@@ -88,22 +88,20 @@ class _Map(NamedTuple):
 
 
 class _Workspace(NamedTuple):
-    """Working memory for one chunk, reused across chunks: three (b, H·W) maps and two masks."""
+    """Working memory for one chunk, reused across chunks: three (b, H·W) maps and five masks."""
 
     pred: Tensor
     target: Tensor
     scratch: Tensor
-    pred_mask: Tensor
-    target_mask: Tensor
+    masks: tuple[Tensor, ...]
 
     @classmethod
     def like(cls, flat: Tensor) -> _Workspace:
         maps = [torch.empty_like(flat) for _ in range(3)]
-        masks = [torch.empty_like(flat, dtype=torch.bool) for _ in range(2)]
-        return cls(*maps, *masks)
+        return cls(*maps, tuple(torch.empty_like(flat, dtype=torch.bool) for _ in range(5)))
 
     def rows(self, b: int) -> _Workspace:
-        return _Workspace(*(t[:b] for t in self))
+        return _Workspace(self.pred[:b], self.target[:b], self.scratch[:b], tuple(m[:b] for m in self.masks))
 
 
 def _non_finite(lo: Tensor, hi: Tensor) -> Tensor:
@@ -144,31 +142,24 @@ def _scaled_centred_into(raw: _Map, out: Tensor) -> Tensor:
     """Write the min-max scaled map minus its mean into `out`; return that mean (b,).
 
     (x − lo) / span − mean((x − lo) / span) = (x − mean(x)) / span; constant maps give zeros.
+    The order of the values is kept (subtracting a constant and scaling are monotone in
+    floating point), so ranks and tie groups are those of the input.
     """
     span = raw.hi - raw.lo
     inverse = torch.where(span > 0, 1.0 / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(span))
     mean = raw.flat.mean(dim=1)
+    # subtract, then scale: the minimum maps back to exactly 0 when the mean is added again
     torch.sub(raw.flat, mean[:, None], out=out).mul_(inverse[:, None])
     return (mean - raw.lo) * inverse
 
 
 def _ious(p: Tensor, t: Tensor, p_stats: TopStats, t_stats: TopStats, work: _Workspace) -> tuple[Tensor, ...]:
     """Paper and exact IoU, and which paper sets hold every pixel (the tie collapse)."""
-    p_set = torch.ge(p, p_stats.threshold[:, None], out=work.pred_mask)
-    t_set = torch.ge(t, t_stats.threshold[:, None], out=work.target_mask)
-    p_size, t_size = count(p_set), count(t_set)
-    inter = count(p_set.logical_and_(t_set))
-    iou_paper = inter.to(p.dtype) / (p_size + t_size - inter).to(p.dtype)
+    iou_paper, p_size, t_size = paper_iou(p, t, p_stats, t_stats, work.masks)
     # a paper set of exactly k pixels is the top k, and then the soft set is its indicator
-    tied = ((p_size != p_stats.k) | (t_size != t_stats.k)).nonzero().flatten()
-    iou_exact = iou_paper.clone()
-    if tied.numel():
-        p_soft = soft_sets(p[tied], _select(p_stats, tied))
-        t_soft = soft_sets(t[tied], _select(t_stats, tied))
-        iou_exact[tied] = soft_iou(p_soft, t_soft)
+    tied = (p_size != p_stats.k) | (t_size != t_stats.k)
+    iou_exact = iou_paper
+    if bool(tied.any()):
+        iou_exact = torch.where(tied, exact_iou(p, t, p_stats, t_stats, work.masks), iou_paper)
     n = p.shape[1]
     return iou_paper, iou_exact, p_size == n, t_size == n
-
-
-def _select(stats: TopStats, rows: Tensor) -> TopStats:
-    return TopStats(stats.k, stats.threshold[rows], stats.kth[rows])
