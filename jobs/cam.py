@@ -21,7 +21,7 @@ from saliencylab.runner import ErrorPolicy, ShardTask
 from saliencylab.stages import get_stage
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
-from jobs.common import Job, Prepared, image_batches, image_tensor, stage_command
+from jobs.common import Job, Prepared, map_image_batches, stage_command
 
 
 @dataclass(frozen=True)
@@ -56,21 +56,16 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
 
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         (shard,) = task.items
-        samples = list(images.samples(shard))
-        outputs = []
-        for batch in image_batches(samples, config.batch_size):
-            x = image_tensor(batch, device) / 255  # (B, 3, H, W) RGB in [0, 1]; adapters apply their own preprocessing
-            maps = compute(spec, model, x).cpu().numpy()
-            outputs += [{"__key__": s["__key__"], "cam.npy": m.astype(np.float16)} for s, m in zip(batch, maps)]
-        order = {s["__key__"]: i for i, s in enumerate(samples)}
-        outputs.sort(key=lambda s: order[s["__key__"]])
-        return outputs
+
+        def cams(x):  # x: (B, 3, H, W) RGB in [0, 255]; adapters apply their own preprocessing to [0, 1] input
+            return [{"cam.npy": m.astype(np.float16)} for m in compute(spec, model, x / 255).cpu().numpy()]
+
+        return map_image_batches(list(images.samples(shard)), config.batch_size, device, cams)
 
     warnings = list(images.manifest.warnings)
     if state is None:
         warnings.append(random_weights_warning("cam", config.detector))
-    tasks = tuple(ShardTask(i, r.name, (r.name,)) for i, r in enumerate(images.manifest.shards))
-    return Prepared({"images": images.input_spec}, tasks, process, tuple(warnings))
+    return Prepared({"images": images.input_spec}, images.shard_tasks(), process, tuple(warnings))
 
 
 JOB = Job(spec=get_stage("cam"), version="1", config_cls=CamConfig, prepare=prepare)

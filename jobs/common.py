@@ -112,23 +112,30 @@ def execute(
     )
 
 
-def image_batches(samples: list[dict[str, Any]], batch_size: int, field_name: str = "image.png") -> list[list[dict[str, Any]]]:
-    """Split samples into batches of at most `batch_size` whose images share one size, keeping input order within sizes."""
+def map_image_batches(
+    samples: list[dict[str, Any]], batch_size: int, device: Any, compute: Callable[[Any], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Run `compute` over batches of same-size sample images; return its outputs keyed, in input order.
+
+    `compute` gets a (B, 3, H, W) float32 RGB tensor in [0, 255] on `device` and returns one dict of
+    output fields per image. Images of different sizes never share a batch.
+    """
+    import numpy as np
+    import torch
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     by_size: dict[tuple[int, ...], list[dict[str, Any]]] = {}
     for sample in samples:
-        by_size.setdefault(tuple(sample[field_name].shape[:2]), []).append(sample)
-    return [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
-
-
-def image_tensor(batch: list[dict[str, Any]], device: Any, field_name: str = "image.png"):
-    """(B, 3, H, W) float32 RGB in [0, 255] on `device` from same-size uint8 (H, W, 3) sample images."""
-    import numpy as np
-    import torch
-
-    pixels = torch.from_numpy(np.stack([s[field_name] for s in batch])).to(device)
-    return pixels.permute(0, 3, 1, 2).float()
+        by_size.setdefault(tuple(sample["image.png"].shape[:2]), []).append(sample)
+    outputs: dict[str, dict[str, Any]] = {}
+    for group in by_size.values():
+        for start in range(0, len(group), batch_size):
+            batch = group[start : start + batch_size]
+            pixels = torch.from_numpy(np.stack([s["image.png"] for s in batch])).to(device)
+            for sample, fields in zip(batch, compute(pixels.permute(0, 3, 1, 2).float())):
+                outputs[sample["__key__"]] = {"__key__": sample["__key__"], **fields}
+    return [outputs[s["__key__"]] for s in samples]
 
 
 def fail(message: str) -> typer.Exit:

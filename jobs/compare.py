@@ -111,7 +111,7 @@ def prepare(inputs: dict[str, str], config: CompareConfig) -> Prepared:
         statuses.update(_pair_results(pairs, config))
         return [{"__key__": k, "metrics.json": statuses[k]} for k in sorted(statuses)]
 
-    tasks = tuple(ShardTask(i, record.name, (record.name,)) for i, record in enumerate(pred.manifest.shards))
+    tasks = pred.shard_tasks()
     warnings = tuple(sorted(set(pred.manifest.warnings) | set(target.manifest.warnings)))
     return Prepared({"pred": pred.input_spec, "target": target.input_spec}, tasks, process, warnings)
 

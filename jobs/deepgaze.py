@@ -24,7 +24,7 @@ from saliencylab.stages import get_stage
 from saliencylab.storage import open_storage
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
-from jobs.common import Job, Prepared, image_batches, image_tensor, stage_command
+from jobs.common import Job, Prepared, map_image_batches, stage_command
 
 
 @dataclass(frozen=True)
@@ -69,27 +69,21 @@ def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
 
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         (shard,) = task.items
-        samples = list(images.samples(shard))
-        outputs = []
-        for batch in image_batches(samples, config.batch_size):
-            x = image_tensor(batch, device)  # (B, 3, H, W) RGB in [0, 255], as DeepGaze expects
-            cb = centerbias(tuple(x.shape[-2:])).expand(len(batch), *x.shape[-2:])
+
+        def densities(x):  # x: (B, 3, H, W) RGB in [0, 255], as DeepGaze expects
+            cb = centerbias(tuple(x.shape[-2:])).expand(len(x), *x.shape[-2:])
             with torch.inference_mode():
                 log_density = model(x, cb)[:, 0].double().cpu().numpy()
-            for sample, ld in zip(batch, log_density):
-                outputs.append(
-                    {"__key__": sample["__key__"], "log_density.npy": ld.astype(np.float32), "density.npy": np.exp(ld).astype(np.float32)}
-                )
-        order = {s["__key__"]: i for i, s in enumerate(samples)}
-        return sorted(outputs, key=lambda s: order[s["__key__"]])  # input order, whatever the size groups
+            return [{"log_density.npy": ld.astype(np.float32), "density.npy": np.exp(ld).astype(np.float32)} for ld in log_density]
+
+        return map_image_batches(list(images.samples(shard)), config.batch_size, device, densities)
 
     warnings = list(images.manifest.warnings)
     if state is None:
         warnings.append(random_weights_warning("deepgaze", "DeepGaze IIE"))
     if template is None:
         warnings.append("deepgaze: no MIT1003 centre-bias template given; a uniform prior was used")
-    tasks = tuple(ShardTask(i, r.name, (r.name,)) for i, r in enumerate(images.manifest.shards))
-    return Prepared({"images": images.input_spec}, tasks, process, tuple(warnings))
+    return Prepared({"images": images.input_spec}, images.shard_tasks(), process, tuple(warnings))
 
 
 JOB = Job(spec=get_stage("deepgaze"), version="1", config_cls=DeepGazeConfig, prepare=prepare)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from saliencylab.manifests import Manifest, read_manifest, sha256_hex
-from saliencylab.runner import StageError
+from saliencylab.runner import ShardTask, StageError
 from saliencylab.shards import read_shard
 from saliencylab.storage import Storage, open_storage
 
@@ -37,6 +37,10 @@ class Artifact:
                 "changed after it was written; rerun the stage that produced it"
             )
         return read_shard(data, f"{self.storage.uri}/{shard}", decode=decode)
+
+    def shard_tasks(self) -> tuple[ShardTask, ...]:
+        """One task per shard of this artifact, for map-like stages whose output shard i mirrors input shard i."""
+        return tuple(ShardTask(i, record.name, (record.name,)) for i, record in enumerate(self.manifest.shards))
 
     def key_index(self) -> dict[str, str]:
         """Sample key -> shard name, from the manifest (no shard is read)."""

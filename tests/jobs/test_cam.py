@@ -1,0 +1,74 @@
+"""The cam stage: maps for ingested images, overrides recorded, the grad-cam engine agrees, bad input is named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from saliencylab.artifacts import open_artifact
+
+from jobs.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ingested(demo_dataset, tmp_path_factory):
+    """Three demo images at their native, different sizes (so batches must split by size)."""
+    out = tmp_path_factory.mktemp("ingest")
+    args = ["ingest", "-i", str(demo_dataset[0]), "-o", str(out), "--resize", "none", "--limit", "3"]
+    assert runner.invoke(app, args).exit_code == 0
+    return out
+
+
+def _maps(uri):
+    artifact = open_artifact(str(uri))
+    return {s["__key__"]: s["cam.npy"] for r in artifact.manifest.shards for s in artifact.samples(r.name)}
+
+
+def test_maps_at_native_sizes_with_overrides(ingested, tmp_path):
+    out = tmp_path / "cam"
+    args = ["cam", "-i", str(ingested), "-o", str(out), "--detector", "ssd300", "--layer", "backbone.extra.0", "--internal-resize", "off"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    maps = _maps(out)
+    images = open_artifact(str(ingested)).lookup(list(maps))
+    for key, cam in maps.items():
+        assert cam.dtype == np.float16 and cam.shape == images[key]["image.png"].shape[:2]
+        assert 0.0 <= float(cam.min()) and float(cam.max()) <= 1.0
+    manifest = open_artifact(str(out)).manifest
+    assert manifest.params["layer"] == "backbone.extra.0" and manifest.params["internal_resize"] == "off"
+    assert any("ssd300 ran with RANDOM weights" in w for w in manifest.warnings)
+
+
+def test_grad_cam_engine_gives_the_same_maps(ingested, tmp_path):
+    common = ["-i", str(ingested), "--detector", "ssd300", "--set", "internal_resize=off"]
+    torch.manual_seed(0)
+    assert runner.invoke(app, ["cam", *common, "-o", str(tmp_path / "fast")]).exit_code == 0
+    torch.manual_seed(0)
+    result = runner.invoke(app, ["cam", *common, "-o", str(tmp_path / "ref"), "--engine", "grad-cam"])
+    assert result.exit_code == 0, result.output
+    fast, ref = _maps(tmp_path / "fast"), _maps(tmp_path / "ref")
+    for key in fast:
+        np.testing.assert_allclose(fast[key].astype(np.float32), ref[key].astype(np.float32), atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--detector", "yolov9"], "valid names: ['faster_rcnn'"),
+        (["--detector", "ssd300", "--layer", "backbone.extraa.1"], "backbone.extra"),
+    ],
+)
+def test_bad_choices_are_named(ingested, tmp_path, args, message):
+    result = runner.invoke(app, ["cam", "-i", str(ingested), "-o", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "x" / "_manifest.json").exists()
+
+
+def test_mismatched_weights_name_the_keys(ingested, tmp_path):
+    torch.save({"backbone.nope.weight": torch.zeros(1)}, tmp_path / "w.pth")
+    result = runner.invoke(app, ["cam", "-i", str(ingested), "-o", str(tmp_path / "x"), "--detector", "ssd300", "--weights", str(tmp_path / "w.pth")])
+    assert result.exit_code == 2 and "backbone.nope.weight" in result.output
