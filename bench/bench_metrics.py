@@ -5,18 +5,18 @@ Run: .venv/bin/python -m bench.bench_metrics [--batch 64] [--size 512] [--repeat
 Two kinds of seeded float64 pairs at size×size: `distinct` (uniform noise, no ties) and `masks`
 (smooth predictions against quantised mask-like targets that are 85–95 % zero, so ties, the
 paper's tie collapse and the exact-IoU tie path all occur). For each: pairs per second of
-`compare_maps` on the whole batch (median of the timed runs after one warm-up), pairs per
-second of `bench.reference_metrics.compare_maps` one pair at a time (best of two passes), their
-ratio, and the largest absolute difference per metric over the batch (flags must agree).
-The load average is printed first: other processes on the machine slow torch's threads more
-than the single-threaded reference, so compare ratios only between quiet runs.
+`compare_maps` on the whole batch (best of the timed runs after one warm-up), pairs per second
+of `bench.reference_metrics.compare_maps` one pair at a time (best of two passes), their ratio,
+and the largest absolute difference per metric over the batch (flags must agree). Timings are
+best-of, as `timeit` recommends, because other processes on a shared machine slow torch's two
+threads far more than the single-threaded reference; the load average is printed first so
+that contended runs can be told apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -61,7 +61,7 @@ def time_torch(pred: torch.Tensor, target: torch.Tensor, repeats: int) -> tuple[
         start = time.perf_counter()
         results = compare_maps(pred, target)
         times.append(time.perf_counter() - start)
-    return pred.shape[0] / statistics.median(times), results
+    return pred.shape[0] / min(times), results
 
 
 def time_reference(pred: np.ndarray, target: np.ndarray) -> tuple[float, list[dict]]:
