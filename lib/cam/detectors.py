@@ -31,7 +31,7 @@ class Preprocess:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> same shape, dtype and device; a new tensor (the input is not modified)."""
+        """(B, 3, H, W) -> same shape, dtype and device. Never in place: the identity returns `images` itself."""
         if self.mean == (0.0, 0.0, 0.0) and self.std == (1.0, 1.0, 1.0):
             return images
         mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)

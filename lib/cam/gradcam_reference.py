@@ -33,7 +33,8 @@ class _FeaturePath(nn.Module):
 
     def forward(self, images: torch.Tensor) -> object:
         x = self.spec.preprocess(images)
-        return self.spec.adapter.run(self.model, self.spec.adapter.model_input(self.model, x, self.spec.internal_resize).tensor)
+        model_input = self.spec.adapter.model_input(self.model, x, self.spec.internal_resize)
+        return self.spec.adapter.run(self.model, model_input.tensor)
 
 
 def gradcam_eigencam_maps(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 from dataclasses import replace
 
 import numpy as np
@@ -163,7 +165,10 @@ EQUIVALENCE = [  # (name, spec overrides, builder kwargs, batch size)
 ]
 
 
-@pytest.mark.parametrize("name,overrides,kwargs,batch", EQUIVALENCE, ids=[f"{e[0]}{'-resize' * bool(e[2])}" for e in EQUIVALENCE])
+EQUIVALENCE_IDS = [f"{e[0]}{'-resize' * bool(e[2])}" for e in EQUIVALENCE]
+
+
+@pytest.mark.parametrize("name,overrides,kwargs,batch", EQUIVALENCE, ids=EQUIVALENCE_IDS)
 def test_equals_gradcam_eigencam(detector, name, overrides, kwargs, batch):
     spec = replace(get_detector(name), **overrides)
     model = detector(name, **kwargs)
@@ -189,9 +194,24 @@ def test_engine_contract(detector):
     assert not resolve_layer(model, spec.target_layer)._forward_hooks
     singles = torch.cat([eigencam_maps(spec, model, list(images[i : i + 1])) for i in range(3)])
     torch.testing.assert_close(maps, singles, atol=1e-5, rtol=0)
+    torch.testing.assert_close(eigencam_maps(spec, model, images, forward_batch=2), maps, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="forward_batch"):
+        eigencam_maps(spec, model, images, forward_batch=0)
     assert eigencam_maps(spec, model, images[:1], output_size=(20, 30)).shape == (1, 20, 30)
     other = eigencam_maps(spec, model, images[:1], target_layer="backbone.body.layer3")
     assert other.shape == (1, 96, 128) and not torch.allclose(other, maps[:1])
+
+
+def test_no_activation_outlives_the_call(detector):
+    spec, model = get_detector("yolov5s"), detector("yolov5s")
+    seen = []
+    handle = resolve_layer(model, spec.target_layer).register_forward_hook(lambda m, a, out: seen.append(weakref.ref(out)))
+    try:
+        eigencam_maps(spec, model, torch.rand(2, 3, 64, 64))
+    finally:
+        handle.remove()
+    gc.collect()
+    assert len(seen) == 1 and seen[0]() is None
 
 
 def test_internal_resize_with_padding_gives_input_size(detector):
@@ -251,7 +271,8 @@ def test_layer_outside_the_feature_path(detector):
 
 def test_non_convolutional_layer(detector):
     with pytest.raises(ValueError, match="not a tensor|expected"):
-        eigencam_maps(get_detector("detr"), detector("detr"), torch.rand(1, 3, 64, 64), target_layer="model.encoder.layers.0")
+        eigencam_maps(get_detector("detr"), detector("detr"), torch.rand(1, 3, 64, 64),
+                      target_layer="model.encoder.layers.0")
 
 
 def test_out_of_memory_names_the_batch(detector, monkeypatch):

@@ -82,7 +82,8 @@ def test_activation_shape_at_512(name):
         model = spec.builder().eval()
         x = spec.preprocess(torch.empty(1, 3, 512, 512))
         model_input = spec.adapter.model_input(model, x, spec.internal_resize)
-        acts = capture_activation(resolve_layer(model, spec.target_layer), lambda: spec.adapter.run(model, model_input.tensor))
+        layer = resolve_layer(model, spec.target_layer)
+        acts = capture_activation(layer, lambda: spec.adapter.run(model, model_input.tensor))
     assert tuple(acts.shape[1:]) == SHAPES_AT_512[name]
 
 
@@ -115,7 +116,8 @@ def test_strict_load_round_trip_and_mismatch_report(detector):
     with pytest.raises(ValueError) as info:
         build_detector("yolov5s", broken)
     message = str(info.value)
-    for expected in ("missing keys (1)", missing, "unexpected keys (1)", "model.25.extra.weight", "shape mismatches (1)", shape_key):
+    expected_parts = ("missing keys (1)", missing, "unexpected keys (1)", "model.25.extra.weight", "shape mismatches (1)", shape_key)
+    for expected in expected_parts:
         assert expected in message
 
 
