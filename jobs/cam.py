@@ -35,7 +35,10 @@ class CamConfig:
         "default", "Whether the model's own input resize runs before the backbone (default: the detector's setting)."
     )
     engine: Literal["fast", "grad-cam"] = field("fast", "fast: our batched engine; grad-cam: pytorch-grad-cam's EigenCAM, one image at a time.")
-    batch_size: int = field(8, "Images per forward pass.")
+    batch_size: int = field(8, "Images per eigendecomposition batch.")
+    forward_batch: int = field(
+        0, "Images per forward pass within a batch; 0 = 1 on CPU (fastest there, see docs/cam.md), the whole batch on CUDA."
+    )
     device: str = field("auto", "auto (CUDA if present), cpu or cuda[:N].")
 
 
@@ -50,7 +53,10 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
     state = load_weights(config.weights)
     model = build_detector(spec, state).to(device)
     if config.engine == "fast":
-        compute = eigencam_maps
+        forward_batch = config.forward_batch or (None if device.type == "cuda" else 1)
+
+        def compute(spec, model, x):
+            return eigencam_maps(spec, model, x, forward_batch=forward_batch)
     else:
         from saliencylab.cam.gradcam_reference import gradcam_eigencam_maps as compute
 

@@ -17,7 +17,8 @@ import typer
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.config import field
-from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, load_deepgaze_state_dict, uniform_centerbias
+from saliencylab.checkpoints import load_state_dict_strict
+from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, uniform_centerbias
 from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask
 from saliencylab.stages import get_stage
@@ -56,7 +57,7 @@ def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
     model = build_deepgaze_iie()
     state = load_weights(config.weights)
     if state is not None:
-        load_deepgaze_state_dict(model, state)
+        load_state_dict_strict(model, state)
     model = model.to(device).eval()
     template = load_template(config.centerbias) if config.centerbias else None
     centerbiases: dict[tuple[int, int], torch.Tensor] = {}

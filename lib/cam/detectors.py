@@ -17,7 +17,7 @@ from saliencylab.cam import detr as _detr
 from saliencylab.cam import torchvision_detectors as _tv
 from saliencylab.cam import yolov5 as _yolov5
 from saliencylab.cam.adapter import DetectorAdapter
-from saliencylab.deepgaze.checkpoint import load_deepgaze_state_dict
+from saliencylab.checkpoints import load_state_dict_strict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, for images in [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -135,5 +135,5 @@ def build_detector(
     spec = name if isinstance(name, DetectorSpec) else get_detector(name)
     model = spec.builder(**builder_kwargs)
     if state_dict is not None:
-        load_deepgaze_state_dict(model, state_dict)  # generic strict loader, despite its name
+        load_state_dict_strict(model, state_dict)
     return model.eval()

@@ -130,7 +130,7 @@ def build_deepgaze_iie(seed: int | None = None) -> DeepGazeIIE:
     """DeepGaze IIE with random weights, in eval mode, without downloading anything.
 
     Its `state_dict()` has exactly the keys, order and shapes of the authors' `deepgaze2e.pth`
-    (5,461 entries), so `load_deepgaze_state_dict(model, torch.load(path, weights_only=True))`
+    (5,461 entries), so `load_state_dict_strict(model, torch.load(path, weights_only=True))`
     restores the trained model.
 
     Args:

@@ -13,14 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from saliencylab.deepgaze import (
-    build_deepgaze_iie,
-    centerbias_from_template,
-    check_image_range,
-    load_deepgaze_state_dict,
-    state_dict_layout,
-    uniform_centerbias,
-)
+from saliencylab.checkpoints import load_state_dict_strict, state_dict_layout
+from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, check_image_range, uniform_centerbias
 from saliencylab.deepgaze.efficientnet import static_same_padding
 from saliencylab.deepgaze.finalizer import (
     Finalizer,
@@ -101,7 +95,7 @@ def test_strict_load_round_trip_through_a_file(model, tmp_path):
     torch.save(model.state_dict(), path)
     other = build_deepgaze_iie(seed=1)
     other.load_state_dict(torch.load(path, weights_only=True), strict=True)
-    load_deepgaze_state_dict(other, torch.load(path, weights_only=True))
+    load_state_dict_strict(other, torch.load(path, weights_only=True))
     images, bias = _images(1, 64, 96), uniform_centerbias((64, 96))[None]
     with torch.inference_mode():
         torch.testing.assert_close(other(images, bias), model(images, bias), rtol=0, atol=0)
@@ -115,7 +109,7 @@ def test_mismatched_state_dict_lists_keys_and_shapes(model):
     state["models.1.saliency_networks.0.conv0.weight"] = torch.zeros(8, 2048, 1, 1)
     state["models.3.finalizers.29.gauss.sigma"] = torch.tensor(99.0)
     with pytest.raises(ValueError) as info:
-        load_deepgaze_state_dict(model, state)
+        load_state_dict_strict(model, state)
     message = str(info.value)
     assert "missing keys (1)" in message and "models.0.finalizers.7.center_bias_weight" in message
     assert "unexpected keys (1)" in message and "models.0.finalizers.7.extra" in message
@@ -127,7 +121,7 @@ def test_mismatched_state_dict_lists_keys_and_shapes(model):
 def test_mismatch_report_is_truncated_with_counts(model):
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=r"missing keys \(5461\)[\s\S]*and 5451 more[\s\S]*'module.'"):
-        load_deepgaze_state_dict(model, state)
+        load_state_dict_strict(model, state)
 
 
 # --- forward pass ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Strict loading of DeepGaze IIE state dicts, with an error that says what does not match."""
+"""Strict loading of state dicts into any model, with an error that says what does not match."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ def _listing(title: str, items: list[str]) -> str:
     return f"  {title} ({len(items)}):\n{shown}{more}"
 
 
-def load_deepgaze_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Load `state_dict` into `model` strictly, in place.
 
     Args:
-        model: e.g. the module from `build_deepgaze_iie()`.
+        model: any module, e.g. from `build_deepgaze_iie()` or `build_detector()`.
         state_dict: name → tensor, e.g. `torch.load("deepgaze2e.pth", weights_only=True)`.
             Values are copied (and cast to the model's dtypes); the mapping is not modified.
 
