@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from saliencylab.stages import STAGES, get_stage
+from saliencylab.stages import STAGES
 from saliencylab.storage import join_uri, open_storage
 
 from jobs.common import USER_ERRORS, fail, stage_command

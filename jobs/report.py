@@ -206,7 +206,8 @@ def prepare(inputs: dict[str, str], config: ReportConfig) -> Prepared:
     contents = discover(root)
     found = [a for a in [contents.ingest, contents.deepgaze, *contents.cams.values(), *contents.compares.values()] if a]
     digest = sha256_hex(canonical_json(sorted(a.digest for a in found)))
-    return Prepared({"run": {"uri": root.uri, "digest": digest}}, (), lambda task, policy: [])
+    warnings = tuple(sorted({w for a in found for w in a.manifest.warnings}))
+    return Prepared({"run": {"uri": root.uri, "digest": digest}}, (), lambda task, policy: [], warnings)
 
 
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
