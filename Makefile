@@ -24,3 +24,44 @@ test: $(STAMP)  ## run the test suite (starts a local SeaweedFS S3 server for th
 
 clean:  ## remove the demo run (keeps .venv)
 	rm -rf demo-run
+
+# ---- cluster delivery (docs/cluster.md) -------------------------------------------------------
+# Images are $(REGISTRY)/saliencylab-<stage>:$(TAG), the defaults of docker-bake.hcl.
+REGISTRY  ?= localhost:5000
+TAG       ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lib/__init__.py)
+RUN_CACHE ?= $(HOME)/.cache
+DOCKER_RUN_FLAGS ?=
+AWS_ENV   := AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION \
+             AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_MAX_ATTEMPTS SALIENCYLAB_S3_ADDRESSING
+
+.PHONY: run-stage images manifests manifests-check
+
+# One stage in its image, as the cluster runs it: read-only root, no capabilities, the caller's
+# UID, this folder at /work (relative paths in ARGS work), $(RUN_CACHE) as /cache (TORCH_HOME is
+# /cache/torch, like ~/.cache/torch locally) and the AWS_* variables passed through. GPU stages:
+# DOCKER_RUN_FLAGS="--gpus all"; an S3 endpoint on this host: DOCKER_RUN_FLAGS="--network host".
+# Without a Docker engine it says so and runs the same command in the local venv.
+run-stage:  ## run one stage: make run-stage STAGE=ingest ARGS="--input ... --output ..."
+	@test -n "$(STAGE)" || { echo 'usage: make run-stage STAGE=<stage> ARGS="--input name=URI ... --output URI"' >&2; exit 2; }
+	@if docker info >/dev/null 2>&1; then \
+	  mkdir -p "$(RUN_CACHE)" && set -x && \
+	  docker run --rm --user "$$(id -u):$$(id -g)" --read-only --tmpfs /tmp \
+	    --cap-drop ALL --security-opt no-new-privileges \
+	    -v "$(CURDIR):/work" -w /work -v "$(RUN_CACHE):/cache" \
+	    $(foreach v,$(AWS_ENV),-e $(v)) $(DOCKER_RUN_FLAGS) \
+	    "$(REGISTRY)/saliencylab-$(STAGE):$(TAG)" $(ARGS); \
+	else \
+	  echo "run-stage: no Docker engine answers (docker info failed); running $(STAGE) in the local venv instead" >&2; \
+	  test -x $(BIN)/saliencylab || { echo "run-stage: $(BIN) is missing; run \`make setup\` first" >&2; exit 2; }; \
+	  set -x && $(BIN)/saliencylab $(STAGE) $(ARGS); \
+	fi
+
+images:  ## build every stage image with docker buildx bake (REGISTRY, TAG; add BAKE_FLAGS=--push)
+	REGISTRY=$(REGISTRY) TAG=$(TAG) GIT_SHA=$$(git rev-parse HEAD) docker buildx bake $(BAKE_FLAGS)
+
+manifests: $(STAMP)  ## re-render images/Dockerfile, docker-bake.hcl and k8s/ from the stage registry
+	$(BIN)/saliencylab render-cluster
+
+manifests-check: $(STAMP)  ## fail if the rendered files are stale; validate the manifests offline
+	$(BIN)/saliencylab render-cluster --check
+	$(BIN)/python -m pytest -q tests/k8s

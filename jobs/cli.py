@@ -12,6 +12,7 @@ import typer
 from saliencylab.stages import STAGES
 from saliencylab.storage import join_uri, open_storage
 
+from jobs import render
 from jobs.common import USER_ERRORS, fail, stage_command
 
 app = typer.Typer(
@@ -41,6 +42,9 @@ def merge_command(
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     print(f"merged {manifest.stage}: {manifest.num_samples} samples in {len(manifest.shards)} shards -> {output}", file=sys.stderr)
+
+
+app.command("render-cluster")(render.command)
 
 
 @app.command("stages")

@@ -1,0 +1,79 @@
+"""`saliencylab render-cluster`: write the cluster files rendered from the stage registry, or diff them.
+
+The text comes from `saliencylab.cluster.render_all`; this module only reads pyproject.toml for the
+image's dependencies, and writes or compares files under the repository root.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saliencylab.cluster import render_all
+
+GENERATED_DIRS = ("k8s/stages",)  # wholly generated: a file there that is not rendered is stale
+
+
+def render_files(root: Path) -> dict[str, str]:
+    """Every generated file for the repository at `root`: {relative path: text}."""
+    from saliencylab.cam import DETECTOR_NAMES  # deferred: imports torch
+
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    return render_all(tuple(pyproject["project"]["dependencies"]), DETECTOR_NAMES)
+
+
+def stale_files(root: Path, files: dict[str, str]) -> list[str]:
+    """Files in the generated folders that the registry no longer produces (e.g. a removed stage)."""
+    return sorted(
+        str(p.relative_to(root)) for d in GENERATED_DIRS for p in (root / d).glob("*") if str(p.relative_to(root)) not in files
+    )
+
+
+def differences(root: Path, files: dict[str, str]) -> list[str]:
+    """Unified diffs between the files on disk and `files`, one entry per differing file."""
+    diffs = []
+    for rel, text in files.items():
+        path = root / rel
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True), f"{rel} (committed)", f"{rel} (rendered)")
+            diffs.append("".join(diff) or f"{rel}: missing\n")
+    diffs += [f"{rel}: stale, no stage renders it (delete it)\n" for rel in stale_files(root, files)]
+    return diffs
+
+
+def command(
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; fail with a diff if a committed file differs.")] = False,
+    root: Annotated[Path, typer.Option("--root", help="Repository root (holds pyproject.toml).")] = Path("."),
+) -> None:
+    """(Re)write images/Dockerfile, docker-bake.hcl and k8s/ from the stage registry and the study pipeline."""
+    if not (root / "pyproject.toml").is_file() or not (root / "lib" / "stages.py").is_file():
+        print(f"error: {root.resolve()} is not the saliencylab repository root (use --root)", file=sys.stderr)
+        raise typer.Exit(code=2)
+    files = render_files(root)
+    if check:
+        diffs = differences(root, files)
+        if diffs:
+            sys.stderr.write("".join(diffs))
+            print(f"render-cluster: {len(diffs)} file(s) differ from the registry; run `make manifests`", file=sys.stderr)
+            raise typer.Exit(code=1)
+        print(f"render-cluster: {len(files)} files match the registry", file=sys.stderr)
+        return
+    for rel in stale_files(root, files):
+        (root / rel).unlink()
+        print(f"removed {rel}", file=sys.stderr)
+    for rel, text in files.items():
+        path = root / rel
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {rel}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    typer.run(command)
