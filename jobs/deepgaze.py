@@ -22,7 +22,7 @@ from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, u
 from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask
 from saliencylab.stages import get_stage
-from saliencylab.storage import open_storage
+from saliencylab.storage import read_uri
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, map_image_batches, stage_command
@@ -44,9 +44,8 @@ def load_template(uri: str) -> np.ndarray:
     """The centre-bias template array from a .npy file (no pickle)."""
     import io
 
-    parent, _, name = uri.rstrip("/").rpartition("/")
     try:
-        return np.load(io.BytesIO(open_storage(parent or ".").read_bytes(name)), allow_pickle=False)
+        return np.load(io.BytesIO(read_uri(uri)), allow_pickle=False)
     except ValueError as e:
         raise ValueError(f"centre-bias template {uri} is not a readable .npy array: {e}") from e
 

@@ -159,9 +159,10 @@ def build_report(contents: RunContents, config: ReportConfig, root_uri: str) -> 
 
     md += ["## Per detector", ""]
     parts_html.append("<h2>Per detector</h2>")
+    ok_rows = {pair: [r for r in _rows(a) if r["status"] == "ok"] for pair, a in contents.compares.items()}
     for detector in detectors:
         kind = "deepgaze" if (detector, "deepgaze") in contents.compares else "human"
-        rows = [r for r in _rows(contents.compares[(detector, kind)]) if r["status"] == "ok"]
+        rows = list(ok_rows[(detector, kind)])
         rows.sort(key=lambda r: float(r["iou_exact"]))
         n = min(config.examples, len(rows) // 2 or len(rows))
         picks = [("best", r["key"]) for r in rows[::-1][:n]] + [("worst", r["key"]) for r in rows[:n]]
@@ -171,7 +172,7 @@ def build_report(contents: RunContents, config: ReportConfig, root_uri: str) -> 
         series = {}
         for k in TARGETS:
             if (detector, k) in contents.compares:
-                ok = [r for r in _rows(contents.compares[(detector, k)]) if r["status"] == "ok"]
+                ok = ok_rows[(detector, k)]
                 series[f"{k} paper"] = np.array([float(r["iou_paper"]) for r in ok])
                 series[f"{k} exact"] = np.array([float(r["iou_exact"]) for r in ok])
         figures[hist_name] = iou_histogram(series, f"{detector}: per-image IoU of the top 10%", tie_value=PAPER_TIE_IOU)

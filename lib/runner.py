@@ -157,15 +157,14 @@ def _claim_output(out: Storage, request: RunRequest, force: bool) -> str:
                 "to replace it."
             )
         out.delete(MANIFEST_KEY)
-    if out.exists(RUN_KEY):
-        previous = RunRequest.from_json(out.read_bytes(RUN_KEY))
-        if previous.run_id != run_id and not force:
-            changed = sorted(k for k in {*previous.params, *request.params} if previous.params.get(k) != request.params.get(k))
-            raise StageError(
-                f"{out.uri} holds a partial {previous.stage} run with other parameters or inputs "
-                f"(changed params: {changed or 'none; inputs or plan differ'}). Use a new output, or --force."
-            )
-    if not out.exists(RUN_KEY) or RunRequest.from_json(out.read_bytes(RUN_KEY)).run_id != run_id:
+    previous = RunRequest.from_json(out.read_bytes(RUN_KEY)) if out.exists(RUN_KEY) else None
+    if previous is not None and previous.run_id != run_id and not force:
+        changed = sorted(k for k in {*previous.params, *request.params} if previous.params.get(k) != request.params.get(k))
+        raise StageError(
+            f"{out.uri} holds a partial {previous.stage} run with other parameters or inputs "
+            f"(changed params: {changed or 'none; inputs or plan differ'}). Use a new output, or --force."
+        )
+    if previous is None or previous.run_id != run_id:
         out.write_bytes(RUN_KEY, request.to_json())
     return "claimed"
 

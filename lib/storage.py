@@ -260,6 +260,14 @@ def open_storage(uri: str | os.PathLike) -> Storage:
     raise ValueError(f"unsupported storage URI {text!r}: use a local path, file:// or s3://")
 
 
+def read_uri(uri: str) -> bytes:
+    """The bytes of the single file at `uri` (a local path, file:// or s3://bucket/key)."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    if not name or parent in ("s3:", "s3:/"):
+        raise ValueError(f"{uri!r} names no file; expected a path, file:///path or s3://bucket/key")
+    return open_storage(parent or ".").read_bytes(name)
+
+
 def join_uri(uri: str, *keys: str) -> str:
     """Join relative keys onto a storage URI (`s3://b/p` + `x` -> `s3://b/p/x`)."""
     for key in keys:

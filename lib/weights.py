@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from saliencylab.storage import open_storage
+from saliencylab.storage import read_uri
 
 RANDOM = "random"
 
@@ -75,11 +75,7 @@ def load_weights(spec: str) -> dict[str, torch.Tensor] | None:
     if spec.startswith("torchvision:"):
         path = _torchvision_file(spec)
         return parse_state_dict(path.read_bytes(), str(path))
-    parent, _, name = spec.rstrip("/").rpartition("/")
-    if not name:
-        raise ValueError(f"weights {spec!r}: expected 'random', a file path, file:// or s3:// URI, or torchvision:<name>")
-    storage = open_storage(parent or ".")
-    return parse_state_dict(storage.read_bytes(name), spec)
+    return parse_state_dict(read_uri(spec), spec)
 
 
 def random_weights_warning(stage: str, what: str) -> str:

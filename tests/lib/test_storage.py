@@ -76,3 +76,12 @@ def test_s3_unreachable_endpoint_is_a_clear_error(monkeypatch):
             open_storage("s3://bucket").read_bytes("k")
     finally:
         reset_s3_client()
+
+
+def test_read_uri_reads_one_file(tmp_path):
+    from saliencylab.storage import read_uri
+
+    (tmp_path / "w.bin").write_bytes(b"abc")
+    assert read_uri(str(tmp_path / "w.bin")) == b"abc" and read_uri(f"file://{tmp_path}/w.bin") == b"abc"
+    with pytest.raises(ValueError, match="names no file"):
+        read_uri("s3://bucket")
