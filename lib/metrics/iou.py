@@ -34,20 +34,26 @@ class TopStats(NamedTuple):
     kth: Tensor  # (B,) the k-th largest value
 
 
-def top_stats(flat: Tensor, fraction: float, scratch: Tensor | None = None) -> TopStats:
-    """Paper threshold and k-th largest value of each row of a (B, H·W) tensor.
+def top_quantile(n: int, fraction: float) -> tuple[int, float, int]:
+    """Where the top-`fraction` cut of n values lies: (lower, weight, k).
 
-    The quantile follows NumPy's default (`method="linear"`) bit for bit: virtual index
-    v = (1 − fraction)(n − 1), lower index ⌊v⌋, weight g = v − ⌊v⌋, and NumPy's two-sided
-    lerp (from the upper value when g ≥ 0.5). `scratch`, a tensor like `flat`, is optional
-    working memory (its contents are overwritten).
+    NumPy's linear quantile (1 − fraction) has virtual index v = (1 − fraction)(n − 1): lower
+    index ⌊v⌋ (0-based, ascending) and weight g = v − ⌊v⌋; k = n − ⌈v⌉ values lie in the top
+    set when values are distinct.
     """
-    n = flat.shape[1]
     position = (1.0 - fraction) * (n - 1)
     lower = math.floor(position)
-    weight = position - lower
-    k = n - math.ceil(position)
-    below, above = order_statistics(flat, lower, scratch)
+    return lower, position - lower, n - math.ceil(position)
+
+
+def top_stats(flat: Tensor, fraction: float) -> TopStats:
+    """Paper threshold and k-th largest value of each row of a (B, H·W) tensor.
+
+    The quantile follows NumPy's default (`method="linear"`) bit for bit (`top_quantile`),
+    with NumPy's two-sided lerp (from the upper value when g ≥ 0.5).
+    """
+    lower, weight, k = top_quantile(flat.shape[1], fraction)
+    below, above = order_statistics(flat, lower)
     diff = above - below
     threshold = above - diff * (1.0 - weight) if weight >= 0.5 else below + diff * weight
     kth = above if weight > 0 else below
@@ -155,29 +161,24 @@ def top_set_is_degenerate(x: Tensor, fraction: float = 0.1) -> Tensor:
     return top_stats(flat, check_fraction(fraction)).threshold <= lo
 
 
-def paper_iou(
-    flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats, masks: tuple[Tensor, ...] | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
+def paper_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats) -> tuple[Tensor, Tensor, Tensor]:
     """|A ∩ B| / |A ∪ B| of the paper top sets of two (B, n) batches, and the set sizes.
 
     Args:
         flat_a, flat_b: (B, n) float maps. Not modified.
         stats_a, stats_b: their `top_stats`.
-        masks: optional working memory, two bool tensors like flat_a (overwritten).
 
     Returns:
         (iou, size_a, size_b): iou (B,) in flat_a's dtype; sizes (B,) int64 (n for a collapsed set).
     """
-    set_a = torch.ge(flat_a, stats_a.threshold[:, None], out=None if masks is None else masks[0])
-    set_b = torch.ge(flat_b, stats_b.threshold[:, None], out=None if masks is None else masks[1])
+    set_a = paper_sets(flat_a, stats_a)
+    set_b = paper_sets(flat_b, stats_b)
     size_a, size_b = count(set_a), count(set_b)
     inter = count(set_a.logical_and_(set_b))  # sets are never empty: the union is positive
     return inter.to(flat_a.dtype) / (size_a + size_b - inter).to(flat_a.dtype), size_a, size_b
 
 
-def exact_iou(
-    flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats, masks: tuple[Tensor, ...] | None = None
-) -> Tensor:
+def exact_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats) -> Tensor:
     """Σ min(m_a, m_b) / Σ max(m_a, m_b) of the tie-robust memberships, from pixel counts.
 
     With A the pixels above the k-th largest value (membership 1) and E those equal to it
@@ -188,25 +189,19 @@ def exact_iou(
     Args:
         flat_a, flat_b: (B, n) float maps. Not modified.
         stats_a, stats_b: their `top_stats`.
-        masks: optional working memory, five bool tensors like flat_a (overwritten).
 
     Returns:
         (B,) in flat_a's dtype.
     """
-    if masks is None:
-        masks = tuple(torch.empty_like(flat_a, dtype=torch.bool) for _ in range(5))
-    above_a, equal_a, above_b, equal_b, both = masks
     dtype = flat_a.dtype
-    torch.gt(flat_a, stats_a.kth[:, None], out=above_a)
-    torch.eq(flat_a, stats_a.kth[:, None], out=equal_a)
-    torch.gt(flat_b, stats_b.kth[:, None], out=above_b)
-    torch.eq(flat_b, stats_b.kth[:, None], out=equal_b)
+    above_a, equal_a = flat_a > stats_a.kth[:, None], flat_a == stats_a.kth[:, None]
+    above_b, equal_b = flat_b > stats_b.kth[:, None], flat_b == stats_b.kth[:, None]
     # each E holds at least its k-th largest pixel, so the divisions are safe
     share_a = (stats_a.k - count(above_a)).to(dtype) / count(equal_a).to(dtype)
     share_b = (stats_b.k - count(above_b)).to(dtype) / count(equal_b).to(dtype)
 
     def joint(x: Tensor, y: Tensor) -> Tensor:
-        return count(torch.logical_and(x, y, out=both)).to(dtype)
+        return count(x & y).to(dtype)
 
     overlap = (
         joint(above_a, above_b)

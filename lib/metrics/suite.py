@@ -16,27 +16,29 @@ from MIT's raw-map KL only when a map's minimum is not 0. Constant maps get defi
 (CC 0; MAE, IoU, KL and SIM computed with the map scaled to zeros, i.e. uniform as a density)
 and are flagged so callers can exclude them.
 
-Speed: on CPU the pairs are processed in chunks of a few maps so that each chunk stays in
-cache from validation to the last metric, in preallocated working memory with in-place
-operations; each map is scaled once into a mean-free working copy (which CC needs and from
-which the scaled map is one addition away) and selected once for both IoU modes and the flags.
+Two implementations, equal to rounding (~1e-15 in float64) and tested against each other and
+against the NumPy reference (bench/reference_metrics.py):
+- on CPU, `saliencylab.metrics.kernels.compare_rows`: numba kernels, one map pair per thread,
+  exact order statistics from a sample-bracketed selection and every other metric in one fused
+  pass; accumulates in float64 whatever the input dtype;
+- on other devices (CUDA), `compare_maps_torch`: batched tensor operations in the input dtype,
+  order statistics from `torch.topk`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+import numpy as np
 import torch
 from torch import Tensor
 
+from saliencylab.metrics import kernels
 from saliencylab.metrics.inputs import batch_indices, check_fraction, check_maps, row_range
-from saliencylab.metrics.iou import TopStats, exact_iou, paper_iou, top_stats
+from saliencylab.metrics.iou import TopStats, exact_iou, paper_iou, top_quantile, top_stats
 from saliencylab.metrics.maps import correlation_of_centred, intersection, kl_of_densities
 from saliencylab.metrics.normalise import density
 
-SUITE_KEYS = ("mae", "iou_paper", "iou_exact", "cc", "kldiv", "sim")
-FLAG_KEYS = ("pred_degenerate", "target_degenerate", "pred_constant", "target_constant")
-CPU_CHUNK_BYTES = 4 * 2**20  # of each input per chunk on CPU: 2–4 MB ran fastest on the 2-core dev machine
+SUITE_KEYS = kernels.SUITE_COLUMNS
+FLAG_KEYS = kernels.FLAG_COLUMNS
 
 
 def compare_maps(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[str, Tensor]:
@@ -60,68 +62,44 @@ def compare_maps(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[st
     """
     check_maps(pred=pred, target=target)
     fraction = check_fraction(fraction)
+    if pred.device.type != "cpu":
+        return compare_maps_torch(pred, target, fraction)
+    flat_p = pred.detach().flatten(1).contiguous().numpy()
+    flat_t = target.detach().flatten(1).contiguous().numpy()
+    rank, weight, k = top_quantile(flat_p.shape[1], fraction)
+    kernels.set_threads(torch.get_num_threads())
+    values, flags = kernels.compare_rows(flat_p, flat_t, rank, weight, k)
+    if not np.isfinite(values[:, 0]).all():  # NaN, ±inf or a subnormal spread make a pair's MAE NaN
+        _refuse_unscalable(pred.flatten(1), target.flatten(1))
+    results = {key: torch.from_numpy(values[:, i].copy()).to(pred.dtype) for i, key in enumerate(SUITE_KEYS)}
+    return results | {key: torch.from_numpy(flags[:, i].copy()) for i, key in enumerate(FLAG_KEYS)}
+
+
+def compare_maps_torch(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[str, Tensor]:
+    """`compare_maps` with batched torch operations in the input dtype, on any device.
+
+    `compare_maps` uses it off the CPU; on CPU it serves as the second implementation that the
+    tests compare the numba kernels with. Arguments, results and errors as `compare_maps`.
+    """
+    check_maps(pred=pred, target=target)
+    fraction = check_fraction(fraction)
     flat_p, flat_t = pred.flatten(1), target.flatten(1)
-    batch, n = flat_p.shape
-    rows = batch if pred.device.type != "cpu" else max(1, CPU_CHUNK_BYTES // (n * pred.element_size()))
-    work = _Workspace.like(flat_p[: min(rows, batch)])
-    parts, bad_p, bad_t = [], [], []
-    for start in range(0, batch, rows):
-        p_chunk, t_chunk = flat_p[start : start + rows], flat_t[start : start + rows]
-        p_range, t_range = row_range(p_chunk), row_range(t_chunk)
-        bad_p.append(_non_finite(*p_range))
-        bad_t.append(_non_finite(*t_range))
-        if not (bad_p[-1].any() or bad_t[-1].any()):
-            parts.append(_compare_chunk(_Map(p_chunk, *p_range), _Map(t_chunk, *t_range), fraction, work))
-    for name, bad in (("pred", bad_p), ("target", bad_t)):
-        if bad and bool(torch.cat(bad).any()):
-            raise ValueError(f"{name} holds NaN or infinite values at batch indices {batch_indices(torch.cat(bad))}")
-    if not parts:  # an empty batch
+    p_range, t_range = row_range(flat_p), row_range(flat_t)
+    if bool(_unscalable(*p_range).any() or _unscalable(*t_range).any()):
+        _refuse_unscalable(flat_p, flat_t)
+    if flat_p.shape[0] == 0:
         empty = flat_p.new_empty(0)
         return {key: empty.clone() for key in SUITE_KEYS} | {key: empty.bool() for key in FLAG_KEYS}
-    return {key: torch.cat([part[key] for part in parts]) for key in SUITE_KEYS + FLAG_KEYS}
-
-
-class _Map(NamedTuple):
-    flat: Tensor  # (b, H·W) raw maps of one chunk
-    lo: Tensor  # (b,) per-map minimum
-    hi: Tensor  # (b,) per-map maximum
-
-
-class _Workspace(NamedTuple):
-    """Working memory for one chunk, reused across chunks: three (b, H·W) maps and five masks."""
-
-    pred: Tensor
-    target: Tensor
-    scratch: Tensor
-    masks: tuple[Tensor, ...]
-
-    @classmethod
-    def like(cls, flat: Tensor) -> _Workspace:
-        maps = [torch.empty_like(flat) for _ in range(3)]
-        return cls(*maps, tuple(torch.empty_like(flat, dtype=torch.bool) for _ in range(5)))
-
-    def rows(self, b: int) -> _Workspace:
-        return _Workspace(self.pred[:b], self.target[:b], self.scratch[:b], tuple(m[:b] for m in self.masks))
-
-
-def _non_finite(lo: Tensor, hi: Tensor) -> Tensor:
-    return ~(torch.isfinite(lo) & torch.isfinite(hi))
-
-
-def _compare_chunk(pred: _Map, target: _Map, fraction: float, work: _Workspace) -> dict[str, Tensor]:
-    """The suite for one chunk of b pairs; see `compare_maps`."""
-    work = work.rows(pred.flat.shape[0])
-    p, t, scratch = work.pred, work.target, work.scratch
-    p_constant, t_constant = pred.hi == pred.lo, target.hi == target.lo
-    p_mean = _scaled_centred_into(pred, p)
-    t_mean = _scaled_centred_into(target, t)
+    p_constant, t_constant = p_range[1] == p_range[0], t_range[1] == t_range[0]
+    p, p_mean = _scaled_centred(flat_p, *p_range)
+    t, t_mean = _scaled_centred(flat_t, *t_range)
     # ranks, and so the top sets, are the same for the mean-free maps as for the scaled ones
-    p_stats, t_stats = top_stats(p, fraction, scratch), top_stats(t, fraction, scratch)
-    iou_paper, iou_exact, p_full, t_full = _ious(p, t, p_stats, t_stats, work)
-    cc = correlation_of_centred(p, t, p_constant | t_constant, scratch)
+    p_stats, t_stats = top_stats(p, fraction), top_stats(t, fraction)
+    iou_paper, iou_exact, p_full, t_full = _ious(p, t, p_stats, t_stats)
+    cc = correlation_of_centred(p, t, p_constant | t_constant)
     p.add_(p_mean[:, None])  # back to the min-max scaled maps
     t.add_(t_mean[:, None])
-    mae = torch.sub(p, t, out=scratch).abs_().mean(dim=1)
+    mae = torch.sub(p, t).abs_().mean(dim=1)
     density(p, out=p)  # a constant map is all zero by now and becomes uniform
     density(t, out=t)
     return {
@@ -129,8 +107,8 @@ def _compare_chunk(pred: _Map, target: _Map, fraction: float, work: _Workspace) 
         "iou_paper": iou_paper,
         "iou_exact": iou_exact,
         "cc": cc,
-        "kldiv": kl_of_densities(p, t, scratch),
-        "sim": intersection(p, t, scratch),
+        "kldiv": kl_of_densities(p, t),
+        "sim": intersection(p, t),
         "pred_degenerate": p_full,
         "target_degenerate": t_full,
         "pred_constant": p_constant,
@@ -138,28 +116,50 @@ def _compare_chunk(pred: _Map, target: _Map, fraction: float, work: _Workspace) 
     }
 
 
-def _scaled_centred_into(raw: _Map, out: Tensor) -> Tensor:
-    """Write the min-max scaled map minus its mean into `out`; return that mean (b,).
+def _unscalable(lo: Tensor, hi: Tensor) -> Tensor:
+    """Which maps cannot be min-max scaled: NaN or ±inf, or a spread so small (subnormal) that 1/spread overflows."""
+    span = hi - lo
+    return ~(torch.isfinite(lo) & torch.isfinite(hi)) | ((span > 0) & (span < torch.finfo(span.dtype).tiny))
+
+
+def _refuse_unscalable(flat_p: Tensor, flat_t: Tensor) -> None:
+    """Raise ValueError listing the batch indices of the maps that `_unscalable` finds."""
+    for name, flat in (("pred", flat_p), ("target", flat_t)):
+        bad = ~torch.isfinite(flat).all(dim=1)
+        if bool(bad.any()):
+            raise ValueError(f"{name} holds NaN or infinite values at batch indices {batch_indices(bad)}")
+    for name, flat in (("pred", flat_p), ("target", flat_t)):
+        bad = _unscalable(*row_range(flat))
+        if bool(bad.any()):
+            raise ValueError(
+                f"{name} maps at batch indices {batch_indices(bad)} vary by less than the smallest normal "
+                f"{flat.dtype} number, too little to scale to [0, 1]; multiply them by a large constant first"
+            )
+    raise AssertionError("a compare_maps result is not finite although every map can be scaled")
+
+
+def _scaled_centred(flat: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """The min-max scaled maps minus their means, (b, H·W), and those means (b,).
 
     (x − lo) / span − mean((x − lo) / span) = (x − mean(x)) / span; constant maps give zeros.
     The order of the values is kept (subtracting a constant and scaling are monotone in
     floating point), so ranks and tie groups are those of the input.
     """
-    span = raw.hi - raw.lo
+    span = hi - lo
     inverse = torch.where(span > 0, 1.0 / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(span))
-    mean = raw.flat.mean(dim=1)
+    mean = flat.mean(dim=1)
     # subtract, then scale: the minimum maps back to exactly 0 when the mean is added again
-    torch.sub(raw.flat, mean[:, None], out=out).mul_(inverse[:, None])
-    return (mean - raw.lo) * inverse
+    centred = torch.sub(flat, mean[:, None]).mul_(inverse[:, None])
+    return centred, (mean - lo) * inverse
 
 
-def _ious(p: Tensor, t: Tensor, p_stats: TopStats, t_stats: TopStats, work: _Workspace) -> tuple[Tensor, ...]:
+def _ious(p: Tensor, t: Tensor, p_stats: TopStats, t_stats: TopStats) -> tuple[Tensor, ...]:
     """Paper and exact IoU, and which paper sets hold every pixel (the tie collapse)."""
-    iou_paper, p_size, t_size = paper_iou(p, t, p_stats, t_stats, work.masks)
+    iou_paper, p_size, t_size = paper_iou(p, t, p_stats, t_stats)
     # a paper set of exactly k pixels is the top k, and then the soft set is its indicator
     tied = (p_size != p_stats.k) | (t_size != t_stats.k)
     iou_exact = iou_paper
     if bool(tied.any()):
-        iou_exact = torch.where(tied, exact_iou(p, t, p_stats, t_stats, work.masks), iou_paper)
+        iou_exact = torch.where(tied, exact_iou(p, t, p_stats, t_stats), iou_paper)
     n = p.shape[1]
     return iou_paper, iou_exact, p_size == n, t_size == n

@@ -8,7 +8,7 @@ import torch
 
 from bench import reference_metrics as ref
 from saliencylab.metrics import iou_top, top_set, top_set_is_degenerate
-from saliencylab.metrics.rows import partition_statistics, topk_statistics
+from saliencylab.metrics.rows import order_statistics, topk_statistics
 
 from tests.lib.test_metrics import P, Y, random_maps
 
@@ -110,7 +110,7 @@ def test_constant_maps_have_defined_values():
 
 
 def tie_heavy_rows() -> torch.Tensor:
-    """Rows with large tie blocks at the minimum, the maximum or both (the slow case for introselect)."""
+    """Rows with large tie blocks at the minimum, the maximum or both (the hard case for selection)."""
     g = torch.Generator().manual_seed(12)
     n = 1000
     rows = torch.rand(9, n, generator=g, dtype=torch.float64)
@@ -128,14 +128,13 @@ def tie_heavy_rows() -> torch.Tensor:
 
 @pytest.mark.parametrize("rows", ["random", "ties"])
 def test_selection_paths_agree(rows):
-    # CPU partitions with NumPy (with a tie-block path), other devices use torch.topk: all give
-    # the sorted order statistics
+    # CPU uses the numba selection kernel, other devices torch.topk: both give the sorted order statistics
     x = random_maps(4, seed=10).flatten(1) if rows == "random" else tie_heavy_rows()
     ascending = torch.sort(x, dim=1).values
     n = x.shape[1]
     for index in (0, 5, 300, int(0.9 * (n - 1)), n - 2, n - 1):
         expected = (ascending[:, index], ascending[:, min(index + 1, n - 1)])
-        for statistics in (partition_statistics, topk_statistics):
+        for statistics in (order_statistics, topk_statistics):
             below, above = statistics(x, index)
             assert torch.equal(below, expected[0]) and torch.equal(above, expected[1]), (statistics.__name__, index)
 

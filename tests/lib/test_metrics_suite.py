@@ -19,7 +19,7 @@ from saliencylab.metrics import (
     sim,
     top_set_is_degenerate,
 )
-from saliencylab.metrics import suite
+from saliencylab.metrics.suite import compare_maps_torch
 
 from tests.lib.test_metrics import P, Y, random_maps
 
@@ -73,14 +73,27 @@ def test_agrees_with_the_standalone_metrics_as_documented():
     assert out["target_degenerate"][1] and out["target_degenerate"][3]
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 3, 64])
-def test_chunking_does_not_change_results(monkeypatch, chunk_rows):
+def test_cpu_kernel_and_torch_path_agree():
+    # compare_maps on CPU runs the numba kernels; compare_maps_torch is what runs on CUDA
+    pred, target = mixed_pairs(batch=7, shape=(96, 120))  # 11,520 pixels: the kernel samples for its brackets
+    kernel, batched = compare_maps(pred, target), compare_maps_torch(pred, target)
+    for key in SUITE_KEYS:
+        torch.testing.assert_close(kernel[key], batched[key], rtol=0, atol=1e-13, msg=key)
+    for key in FLAG_KEYS:
+        assert torch.equal(kernel[key], batched[key]), key
+
+
+def test_results_do_not_depend_on_the_thread_count():
     pred, target = mixed_pairs()
-    whole = compare_maps(pred, target)
-    monkeypatch.setattr(suite, "CPU_CHUNK_BYTES", chunk_rows * pred[0].numel() * 8)
-    chunked = compare_maps(pred, target)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = compare_maps(pred, target)
+    finally:
+        torch.set_num_threads(threads)
+    default = compare_maps(pred, target)
     for key in SUITE_KEYS + FLAG_KEYS:
-        assert torch.equal(chunked[key], whole[key]), key
+        assert torch.equal(single[key], default[key]), key
 
 
 def test_batch_equals_singles_and_inputs_are_not_modified():
@@ -94,30 +107,47 @@ def test_batch_equals_singles_and_inputs_are_not_modified():
             assert torch.equal(single[key], whole[key][i : i + 1]), (i, key)
 
 
-def test_float32_runs_in_float32():
+@pytest.mark.parametrize("implementation", [compare_maps, compare_maps_torch])
+def test_float32_runs_in_float32(implementation):
     pred, target = mixed_pairs()
-    out32 = compare_maps(pred.float(), target.float())
+    out32 = implementation(pred.float(), target.float())
     out64 = compare_maps(pred, target)
     for key in SUITE_KEYS:
         assert out32[key].dtype == torch.float32
         torch.testing.assert_close(out32[key].double(), out64[key], rtol=1e-4, atol=2e-5, msg=key)
 
 
-def test_all_nan_batch_indices_are_listed_across_chunks(monkeypatch):
+@pytest.mark.parametrize("implementation", [compare_maps, compare_maps_torch])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_values_are_refused_with_all_batch_indices(implementation, bad):
     pred, target = mixed_pairs()
-    monkeypatch.setattr(suite, "CPU_CHUNK_BYTES", 2 * pred[0].numel() * 8)
-    pred[1, 0, 0] = float("nan")
-    pred[6, 3, 3] = float("-inf")
+    pred[1, 0, 0] = bad
+    pred[6, 3, 3] = float("nan")
     with pytest.raises(ValueError, match=r"pred holds NaN or infinite values at batch indices \[1, 6\]"):
-        compare_maps(pred, target)
+        implementation(pred, target)
+    pred, target = mixed_pairs()
+    target[4, -1, -1] = bad
+    with pytest.raises(ValueError, match=r"target holds NaN or infinite values at batch indices \[4\]"):
+        implementation(pred, target)
     with pytest.raises(ValueError, match="shape mismatch"):
-        compare_maps(target, target[:, :-1])
+        implementation(target, target[:, :-1])
 
 
-def test_empty_batch_gives_empty_results():
-    out = compare_maps(torch.empty(0, 4, 4, dtype=torch.float64), torch.empty(0, 4, 4, dtype=torch.float64))
+@pytest.mark.parametrize("implementation", [compare_maps, compare_maps_torch])
+def test_a_subnormal_spread_is_refused_not_returned_as_nan(implementation):
+    pred, target = mixed_pairs()
+    pred[3] = 0.0
+    pred[3, 0, 0] = 1e-310  # max − min is subnormal: 1 / spread overflows
+    with pytest.raises(ValueError, match=r"pred maps at batch indices \[3\] vary by less than the smallest normal"):
+        implementation(pred, target)
+
+
+@pytest.mark.parametrize("implementation", [compare_maps, compare_maps_torch])
+def test_empty_batch_gives_empty_results_from_both_implementations(implementation):
+    out = implementation(torch.empty(0, 4, 4, dtype=torch.float32), torch.empty(0, 4, 4, dtype=torch.float32))
+    assert set(out) == set(SUITE_KEYS) | set(FLAG_KEYS)
     assert all(v.shape == (0,) for v in out.values())
-    assert out["pred_constant"].dtype == torch.bool and out["mae"].dtype == torch.float64
+    assert out["mae"].dtype == torch.float32 and out["target_degenerate"].dtype == torch.bool
 
 
 def test_runs_on_cuda_when_available():
