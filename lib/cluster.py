@@ -156,7 +156,8 @@ ENV VIRTUAL_ENV=/opt/venv \\
     HF_HOME=/cache/huggingface \\
     HF_HUB_OFFLINE=1 \\
     TRANSFORMERS_OFFLINE=1 \\
-    MPLCONFIGDIR=/cache/matplotlib
+    MPLCONFIGDIR=/cache/matplotlib \\
+    NUMBA_CACHE_DIR=/cache/numba
 
 # Layer 1, the largest: the CUDA stack.
 RUN python -m venv /opt/venv \\
@@ -273,6 +274,8 @@ def _stage_inputs(spec: StageSpec, fan: str, key: str = "default") -> list[dict[
 
 def _container_template(spec: StageSpec, name: str, command: list[str], args: list[str], inputs: dict, gpu: bool, deadline: int) -> dict:
     cpu = spec.cpu if name == "worker" else "1"  # merge only reads part records and runs the stage's finalize
+    if not cpu.isdigit():
+        raise ValueError(f"stage {spec.name}: cpu must be a whole number of cores (it sets the thread counts), got {cpu!r}")
     resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": spec.memory}, "limits": {"memory": spec.memory}}
     if gpu:
         resources["limits"]["nvidia.com/gpu"] = "1"
@@ -293,6 +296,8 @@ def _container_template(spec: StageSpec, name: str, command: list[str], args: li
             "image": f"{image_name(spec)}:{__version__}",
             "command": command,
             "args": args,
+            # torch (OMP_NUM_THREADS) and numba would otherwise start one thread per node core
+            "env": [{"name": "OMP_NUM_THREADS", "value": cpu}, {"name": "NUMBA_NUM_THREADS", "value": cpu}],
             "envFrom": [{"configMapRef": {"name": S3_ENV}}, {"secretRef": {"name": S3_SECRET}}],
             "resources": resources,
             "securityContext": CONTAINER_SECURITY,

@@ -19,7 +19,7 @@ class StageSpec:
     inputs: tuple[str, ...]  # named inputs, in the order a bare `--input URI` list fills them
     optional_inputs: tuple[str, ...] = ()  # inputs that may be left out
     gpu: bool = False  # needs an accelerator on the cluster (runs on CPU too)
-    cpu: str = "2"  # Kubernetes CPU request
+    cpu: str = "2"  # Kubernetes CPU request in whole cores; also the pods' torch and numba thread counts
     memory: str = "4Gi"  # Kubernetes memory request and limit
 
     @property

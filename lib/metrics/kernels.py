@@ -247,7 +247,8 @@ def order_statistics(rows, rank):
 @njit(**OPTIONS)
 def _summary(row, rank, upper, weight, buffer, at_or_below):
     """Per-map constants of the fused pass: (low, scale, mean, density scale, density offset,
-    paper threshold, k-th largest), the last two on the min-max scaled map."""
+    paper threshold, k-th largest, tied), the thresholds on the min-max scaled map; `tied` when
+    the two order statistics around the cut are equal."""
     n = row.size
     cuts = _cuts(row, rank, upper, buffer)
     low, high, total, below = _scan(row, cuts, at_or_below)
@@ -263,42 +264,52 @@ def _summary(row, rank, upper, weight, buffer, at_or_below):
     else:
         threshold = scaled_lower + difference * weight
     kth = scaled_upper if weight > 0 else scaled_lower
+    tied = scaled_lower == scaled_upper  # the cut likely splits a tie: the exact top set will differ
     scaled_sum = (total - n * low) * scale
     if span > 0:
-        return low, scale, scaled_sum / n, 1.0 / scaled_sum, 0.0, threshold, kth
-    return low, scale, 0.0, 0.0, 1.0 / n, threshold, kth  # zeros become the uniform density
+        return low, scale, scaled_sum / n, 1.0 / scaled_sum, 0.0, threshold, kth, tied
+    return low, scale, 0.0, 0.0, 1.0 / n, threshold, kth, tied  # zeros become the uniform density
 
 
 @njit(fastmath=FAST, **OPTIONS)
-def _exact_iou(p, t, k, p_low, p_scale, p_kth, t_low, t_scale, t_kth):
-    """Σ min / Σ max of the tie-robust top-set memberships of one pair (saliencylab.metrics.iou.exact_iou).
-
-    Members above the k-th largest value weigh 1; the pixels equal to it share the remaining
-    k − |above| equally. Counts on the min-max scaled maps, as the fused pass.
-    """
+def _count_exact(p, t, p_low, p_scale, p_kth, t_low, t_scale, t_kth, counts):
+    """Add to counts (int64[8]) the pixels of one pair (or block) above / equal to each map's k-th
+    largest value, alone and jointly: p above, p equal, t above, t equal, then the four joint counts."""
     p_above = p_equal = t_above = t_equal = 0
     above_above = above_equal = equal_above = equal_equal = 0
-    for start in range(0, p.size, LOG_BLOCK):
-        p_block = p[start : start + LOG_BLOCK]
-        t_block = t[start : start + LOG_BLOCK]
-        for j in range(p_block.size):
-            x = (np.float64(p_block[j]) - p_low) * p_scale
-            y = (np.float64(t_block[j]) - t_low) * t_scale
-            a_p = x > p_kth
-            e_p = x == p_kth
-            a_t = y > t_kth
-            e_t = y == t_kth
-            p_above += a_p
-            p_equal += e_p
-            t_above += a_t
-            t_equal += e_t
-            above_above += a_p & a_t
-            above_equal += a_p & e_t
-            equal_above += e_p & a_t
-            equal_equal += e_p & e_t
-    p_share = (k - p_above) / p_equal  # each map holds its k-th largest value: never 0 / 0
-    t_share = (k - t_above) / t_equal
-    shared = above_above + t_share * above_equal + p_share * equal_above + min(p_share, t_share) * equal_equal
+    for j in range(p.size):
+        x = (np.float64(p[j]) - p_low) * p_scale
+        y = (np.float64(t[j]) - t_low) * t_scale
+        a_p = x > p_kth
+        e_p = x == p_kth
+        a_t = y > t_kth
+        e_t = y == t_kth
+        p_above += a_p
+        p_equal += e_p
+        t_above += a_t
+        t_equal += e_t
+        above_above += a_p & a_t
+        above_equal += a_p & e_t
+        equal_above += e_p & a_t
+        equal_equal += e_p & e_t
+    counts[0] += p_above
+    counts[1] += p_equal
+    counts[2] += t_above
+    counts[3] += t_equal
+    counts[4] += above_above
+    counts[5] += above_equal
+    counts[6] += equal_above
+    counts[7] += equal_equal
+
+
+@njit(**OPTIONS)
+def _exact_iou(counts, k):
+    """Σ min / Σ max of the tie-robust top-set memberships from `_count_exact`'s counts
+    (saliencylab.metrics.iou.exact_iou): pixels above the k-th largest value weigh 1, those
+    equal to it share the remaining k − |above| equally."""
+    p_share = (k - counts[0]) / counts[1]  # each map holds its k-th largest value: never 0 / 0
+    t_share = (k - counts[2]) / counts[3]
+    shared = counts[4] + t_share * counts[5] + p_share * counts[6] + min(p_share, t_share) * counts[7]
     return shared / (2 * k - shared)
 
 
@@ -323,8 +334,15 @@ def compare_rows(pred, target, rank, weight, k):
         p, t = pred[i], target[i]
         buffer = np.empty(n)
         at_or_below = np.empty(CUTS + 1, dtype=np.int64)
-        p_low, p_scale, p_mean, p_density, p_offset, p_threshold, p_kth = _summary(p, rank, upper, weight, buffer, at_or_below)
-        t_low, t_scale, t_mean, t_density, t_offset, t_threshold, t_kth = _summary(t, rank, upper, weight, buffer, at_or_below)
+        p_low, p_scale, p_mean, p_density, p_offset, p_threshold, p_kth, p_tied = _summary(
+            p, rank, upper, weight, buffer, at_or_below
+        )
+        t_low, t_scale, t_mean, t_density, t_offset, t_threshold, t_kth, t_tied = _summary(
+            t, rank, upper, weight, buffer, at_or_below
+        )
+        # exact-IoU counts join the pass when a tie at a cut is likely, else a second pass runs if needed
+        exact_in_pass = p_tied or t_tied
+        exact_counts = np.zeros(8, dtype=np.int64)
         ratios = np.empty(LOG_BLOCK)
         densities = np.empty(LOG_BLOCK)
         logs = np.empty(LOG_BLOCK)
@@ -359,14 +377,19 @@ def compare_rows(pred, target, rank, weight, k):
                 p_size += in_p
                 t_size += in_t
                 both += in_p & in_t
+            if exact_in_pass:
+                _count_exact(p_block, t_block, p_low, p_scale, p_kth, t_low, t_scale, t_kth, exact_counts)
         p_constant = p_scale == 0.0
         t_constant = t_scale == 0.0
         values[i, 0] = absolute / n
         values[i, 1] = both / (p_size + t_size - both)  # paper sets are never empty
-        values[i, 2] = values[i, 1]
-        if p_size != k or t_size != k:  # ties at a cut: the paper sets are not the top k pixels
-            values[i, 2] = _exact_iou(p, t, k, p_low, p_scale, p_kth, t_low, t_scale, t_kth)
-        values[i, 3] = 0.0 if (p_constant or t_constant) else covariance / math.sqrt(p_square * t_square)
+        values[i, 2] = values[i, 1]  # paper sets of exactly k pixels are the top k: both IoUs agree
+        if p_size != k or t_size != k:
+            if not exact_in_pass:
+                _count_exact(p, t, p_low, p_scale, p_kth, t_low, t_scale, t_kth, exact_counts)
+            values[i, 2] = _exact_iou(exact_counts, k)
+        norms = math.sqrt(p_square) * math.sqrt(t_square)  # 0 only for a constant map
+        values[i, 3] = 0.0 if (p_constant or t_constant or norms == 0.0) else covariance / norms
         values[i, 4] = divergence
         values[i, 5] = overlap
         flags[i, 0] = p_size == n

@@ -209,6 +209,10 @@ def test_stage_template_follows_the_registry(spec):
         assert t["retryStrategy"]["backoff"] and t["activeDeadlineSeconds"] > 0
     mounts = {m["mountPath"] for m in worker["container"]["volumeMounts"]}
     assert {"/tmp", "/cache", "/dev/shm"} <= mounts
+    for t in (worker, merge):  # thread pools sized to the request, not to the node's cores
+        threads = {e["name"]: e["value"] for e in t["container"]["env"]}
+        cpu = t["container"]["resources"]["requests"]["cpu"]
+        assert threads["OMP_NUM_THREADS"] == threads["NUMBA_NUM_THREADS"] == cpu
     assert {k for k in ("podGC", "ttlStrategy", "activeDeadlineSeconds") if k in wt["spec"]} == {"podGC", "ttlStrategy", "activeDeadlineSeconds"}
 
 

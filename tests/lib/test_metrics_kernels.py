@@ -113,3 +113,24 @@ def test_set_threads_clamps_to_what_numba_has():
         assert numba.get_num_threads() == 1
     finally:
         kernels.set_threads(torch.get_num_threads())
+
+
+def test_exact_iou_when_a_tie_ends_at_an_integer_cut():
+    # fraction 0.5 on 101 pixels: the cut is exactly rank 50 (weight 0), so a tie at ranks 47..50
+    # enlarges the paper set although the two order statistics at the cut differ; the kernel then
+    # counts the exact sets in a second pass
+    assert top_quantile(101, 0.5)[1] == 0.0
+    rng = np.random.default_rng(7)
+    pred = rng.random((3, 101))
+    pred[:, :47] = np.sort(pred[:, :47], axis=1) * 0.5
+    pred[:, 47:51] = 0.6  # ranks 47..50 tie at the cut
+    pred[:, 51:] = 0.7 + rng.random((3, 50)) * 0.3
+    pred = np.stack([row[rng.permutation(101)] for row in pred])
+    target = rng.random((3, 101))
+    rank, weight, k = top_quantile(101, 0.5)
+    values, _ = kernels.compare_rows(pred, target, rank, weight, k)
+    for i in range(3):
+        expected = ref.compare_maps(pred[i], target[i], fraction=0.5)
+        assert expected["iou_exact"] != expected["iou_paper"]
+        assert values[i, 1] == pytest.approx(expected["iou_paper"], abs=1e-14)
+        assert values[i, 2] == pytest.approx(expected["iou_exact"], abs=1e-14)
