@@ -8,6 +8,7 @@ paper's tie collapse and the exact-IoU tie path all occur). For each, pairs per 
 - `compare_maps` on CPU (the numba kernels) on the whole batch,
 - `compare_maps_torch` on the whole batch (the implementation used on CUDA, here on CPU),
 - `bench.reference_metrics.compare_maps`, one pair at a time,
+- pysaliency's CC, SIM and MIT KL, one pair at a time, when pysaliency is installed (optional),
 their ratios to the reference, and the largest absolute difference per metric between the
 kernels and the reference over the batch (flags must agree). Timings are best-of (best of the
 timed runs after one warm-up, best of two passes for the reference), as `timeit` recommends,
@@ -22,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -80,6 +82,29 @@ def time_reference(pred: np.ndarray, target: np.ndarray) -> tuple[float, list[di
     return pred.shape[0] / best, results
 
 
+PYSALIENCY_KEYS = {"cc": "CC", "sim": "SIM", "kldiv": "MIT_KLDiv"}  # the suite's metrics pysaliency has
+
+
+def time_pysaliency(pred: np.ndarray, target: np.ndarray) -> tuple[float, dict[str, np.ndarray]] | None:
+    """pysaliency's CC, SIM and MIT KL one pair at a time on the min-max scaled maps (as the suite
+    scales them), best of two passes; None when pysaliency is not installed (it is optional)."""
+    try:
+        with warnings.catch_warnings():  # pysaliency 0.2.22 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            from pysaliency import metrics as pys_metrics
+    except ImportError:
+        return None
+    scaled = [(ref.minmax(pred[i]), ref.minmax(target[i])) for i in range(pred.shape[0])]
+    functions = {key: getattr(pys_metrics, name) for key, name in PYSALIENCY_KEYS.items()}
+    best, values = float("inf"), {}
+    for _ in range(2):
+        start = time.perf_counter()
+        with np.errstate(divide="ignore"):  # its MIT KL takes log(0) of all-zero pixels, then masks them
+            values = {key: np.array([f(p, t) for p, t in scaled]) for key, f in functions.items()}
+        best = min(best, time.perf_counter() - start)
+    return pred.shape[0] / best, values
+
+
 def largest_differences(ours: dict[str, torch.Tensor], theirs: list[dict]) -> dict[str, float]:
     diffs = {}
     for key in SUITE_KEYS:
@@ -101,6 +126,14 @@ def run(kind: str, args: argparse.Namespace) -> bool:
     print(f"  compare_maps (numba kernels, CPU):   {kernel_rate:9.1f} pairs/s  {kernel_rate / reference_rate:5.1f}x the reference")
     print(f"  compare_maps_torch (the CUDA path):  {torch_rate:9.1f} pairs/s  {torch_rate / reference_rate:5.1f}x the reference")
     print(f"  reference (NumPy, per image):        {reference_rate:9.1f} pairs/s")
+    pysaliency = time_pysaliency(pred.numpy(), target.numpy())
+    if pysaliency is None:
+        print("  pysaliency: not installed (optional), not compared")
+    else:
+        rate, values = pysaliency
+        print(f"  pysaliency (CC, SIM, KL only):       {rate:9.1f} pairs/s  (kernels: {kernel_rate / rate:.1f}x, doing more)")
+        for key, expected in values.items():
+            print(f"    {key:18s} largest |difference| kernels vs pysaliency {np.max(np.abs(ours[key].numpy() - expected)):.3g}")
     print("  largest |difference| kernels vs reference per metric (flags: pairs that disagree):")
     for key, value in diffs.items():
         print(f"    {key:18s} {value:.3g}")

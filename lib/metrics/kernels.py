@@ -5,9 +5,10 @@ task, rows in parallel over numba's threads; everything is accumulated in float6
 
 Order statistics (the top-set thresholds) are exact, the same values a full sort gives, in
 about three passes over a row whatever its ties:
-1. a jittered sample of ~`SAMPLE_SIZE` values (one from each stretch of n / SAMPLE_SIZE values,
-   at a hashed offset, so that smooth or periodic maps do not bias it) brackets the wanted ranks with `MARGIN_SIGMAS`
-   binomial standard deviations either side; `CUTS` + 1 sample values split the bracket;
+1. a jittered sample of ~`SAMPLE_SIZE` values (one from each stretch of n / SAMPLE_SIZE
+   values, at a hashed offset, so that smooth or periodic maps do not bias it) brackets the
+   wanted ranks with `MARGIN_SIGMAS` binomial standard deviations either side; `CUTS` + 1
+   sample values split the bracket;
 2. one vectorised pass counts the values below the first cut and at or below every cut, which
    places each wanted rank in one sub-interval (or exactly on a cut, how tie blocks resolve);
 3. one pass gathers the few values strictly inside that sub-interval, skipping blocks of
@@ -30,9 +31,12 @@ IEEE NaN semantics).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
+import torch
 from numba import njit, prange
 
 FAST = {"reassoc", "nsz", "contract", "arcp"}  # reorder sums, fuse multiply-adds; NaN/inf semantics kept
@@ -50,7 +54,7 @@ KL_EPS = 2.2204e-16  # as saliencylab.metrics.maps.KL_EPS (MIT KLdiv.m)
 SUITE_COLUMNS = ("mae", "iou_paper", "iou_exact", "cc", "kldiv", "sim")
 FLAG_COLUMNS = ("pred_degenerate", "target_degenerate", "pred_constant", "target_constant")
 
-_HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: sample offsets spread without periodicity
+_HASH_MULTIPLIER = 2654435761  # ⌊2³² / golden ratio⌋: sample offsets without a period
 _LN2 = math.log(2.0)
 _MANTISSA = np.uint64((1 << 52) - 1)
 _EXPONENT_ONE = np.uint64(1023 << 52)  # the exponent bits of 1.0
@@ -107,7 +111,8 @@ def _cuts(row, rank, upper, sample_buffer):
     m = n // stride
     sample = sample_buffer[:m]
     for j in range(m):  # one value from each stretch of `stride`, at a hashed offset (jittered sampling)
-        sample[j] = row[j * stride + ((j * _HASH_MULTIPLIER) >> 16) % stride]
+        hashed = (j * _HASH_MULTIPLIER) & 0xFFFFFFFF  # Knuth's multiplicative hash, 32 bits
+        sample[j] = row[j * stride + ((hashed * stride) >> 32)]  # scaled into [0, stride)
     scale = (m - 1) / max(n - 1, 1)  # full-row rank → sample rank
     share = rank / max(n - 1, 1)
     margin = MARGIN_SIGMAS * math.sqrt(m * share * (1.0 - share)) + 2.0
@@ -399,6 +404,18 @@ def compare_rows(pred, target, rank, weight, k):
     return values, flags
 
 
-def set_threads(count: int) -> None:
-    """Use at most `count` of numba's threads in this thread's later kernel calls."""
+@contextmanager
+def torch_thread_count() -> Iterator[None]:
+    """Run the kernels inside on torch's intra-op thread count, and leave torch's count as it was.
+
+    numba's first parallel launch sets OpenMP's thread count to numba's own (NUMBA_NUM_THREADS,
+    by default every core); with the OpenMP threading layer numba and torch share one libgomp,
+    so that would silently undo a `torch.set_num_threads` made before.
+    """
+    count = torch.get_num_threads()
     numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != count:
+            torch.set_num_threads(count)

@@ -25,8 +25,8 @@ def order_statistics(flat: Tensor, index: int) -> tuple[Tensor, Tensor]:
     """
     if flat.device.type != "cpu":
         return topk_statistics(flat, index)
-    kernels.set_threads(torch.get_num_threads())
-    lower, upper = kernels.order_statistics(flat.detach().contiguous().numpy(), index)
+    with kernels.torch_thread_count():
+        lower, upper = kernels.order_statistics(flat.detach().contiguous().numpy(), index)
     return torch.from_numpy(lower).to(flat.dtype), torch.from_numpy(upper).to(flat.dtype)
 
 

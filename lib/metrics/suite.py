@@ -67,8 +67,8 @@ def compare_maps(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[st
     flat_p = pred.detach().flatten(1).contiguous().numpy()
     flat_t = target.detach().flatten(1).contiguous().numpy()
     rank, weight, k = top_quantile(flat_p.shape[1], fraction)
-    kernels.set_threads(torch.get_num_threads())
-    values, flags = kernels.compare_rows(flat_p, flat_t, rank, weight, k)
+    with kernels.torch_thread_count():
+        values, flags = kernels.compare_rows(flat_p, flat_t, rank, weight, k)
     if not np.isfinite(values[:, 0]).all():  # NaN, ±inf or a subnormal spread make a pair's MAE NaN
         _refuse_unscalable(pred.flatten(1), target.flatten(1))
     results = {key: torch.from_numpy(values[:, i].copy()).to(pred.dtype) for i, key in enumerate(SUITE_KEYS)}

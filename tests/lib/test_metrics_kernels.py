@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
-import numba
 import numpy as np
 import pytest
-import torch
 
 from bench import reference_metrics as ref
 from saliencylab.metrics import kernels
@@ -105,14 +106,20 @@ def test_fused_suite_matches_the_reference_on_sampled_sizes():
             assert flags[i, c] == expected[key], (i, key)
 
 
-def test_set_threads_clamps_to_what_numba_has():
-    try:
-        kernels.set_threads(10_000)  # more than numba started: clamped, not an error
-        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
-        kernels.set_threads(0)
-        assert numba.get_num_threads() == 1
-    finally:
-        kernels.set_threads(torch.get_num_threads())
+def test_kernels_run_on_torchs_thread_count_and_leave_it_alone():
+    # in a fresh process, where numba's first parallel launch would reset OpenMP's thread count
+    script = (
+        "import numba, torch\n"
+        "from saliencylab.metrics import compare_maps\n"
+        "torch.set_num_threads(1)\n"
+        "maps = torch.rand(2, 16, 16, dtype=torch.float64)\n"
+        "compare_maps(maps, maps.flip(1))\n"
+        "print(torch.get_num_threads(), numba.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]
 
 
 def test_exact_iou_when_a_tie_ends_at_an_integer_cut():
