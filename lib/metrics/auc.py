@@ -6,15 +6,21 @@ trapezoid rule. Positives are the fixated pixels of the fixation map (each pixel
 the MIT benchmark's binary maps). Ties are handled exactly and deterministically: every
 threshold counts all pixels tied at it, so there is no random jitter (the MIT code adds
 rand/1e7 to break ties, which makes its scores vary from run to run). Inputs are not modified;
-outputs are (B,) tensors in the saliency map's dtype on its device.
+outputs are (B,) tensors in the saliency map's dtype on its device. Maps are scored in chunks of
+rows holding at most `CHUNK_PIXELS` pixels, which bounds the working memory (about a dozen
+(rows, H·W) tensors, ~400 MB) whatever the batch size; results do not depend on the chunking.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from saliencylab.metrics.inputs import batch_indices, check_fixations, check_maps, value_range
+
+CHUNK_PIXELS = 2**22  # pixels per chunk of rows (16 maps of 512²)
 
 
 def auc_judd(saliency: Tensor, fixations: Tensor) -> Tensor:
@@ -46,7 +52,12 @@ def auc_judd(saliency: Tensor, fixations: Tensor) -> Tensor:
     full = fixated.flatten(1).all(dim=1)
     if bool(full.any()):
         raise ValueError(f"fixations leave no non-fixated pixel (negative) at batch indices {batch_indices(full)}")
-    hits, false_alarms, positive = _rates_at_ties(saliency.flatten(1), fixated.flatten(1), ~fixated.flatten(1))
+    return _by_chunks(_judd_rows, saliency.flatten(1), fixated.flatten(1))
+
+
+def _judd_rows(scores: Tensor, fixated: Tensor) -> Tensor:
+    """`auc_judd` of checked (b, P) rows."""
+    hits, false_alarms, positive = _rates_at_ties(scores, fixated, ~fixated)
     # hold the point of the latest fixated threshold between fixated pixels (zero-area steps)
     steps = torch.arange(positive.shape[1], device=positive.device).expand_as(positive)
     latest = torch.where(positive, steps, -1).cummax(dim=1).values
@@ -85,8 +96,20 @@ def auc_shuffled(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -
     value_range(saliency, "saliency")
     fixated = check_fixations(fixations, saliency, "fixations")
     others = check_fixations(other_fixations, saliency, "other_fixations")
-    hits, false_alarms, _ = _rates_at_ties(saliency.flatten(1), fixated.flatten(1), others.flatten(1))
+    return _by_chunks(_shuffled_rows, saliency.flatten(1), fixated.flatten(1), others.flatten(1))
+
+
+def _shuffled_rows(scores: Tensor, fixated: Tensor, others: Tensor) -> Tensor:
+    """`auc_shuffled` of checked (b, P) rows."""
+    hits, false_alarms, _ = _rates_at_ties(scores, fixated, others)
     return _trapezoid(hits, false_alarms, close=False)
+
+
+def _by_chunks(score_rows: Callable[..., Tensor], *rows: Tensor) -> Tensor:
+    """score_rows(*rows) computed on chunks of at most CHUNK_PIXELS pixels and concatenated."""
+    step = max(1, CHUNK_PIXELS // rows[0].shape[1])
+    parts = [score_rows(*(r[start : start + step] for r in rows)) for start in range(0, rows[0].shape[0], step)]
+    return torch.cat(parts) if parts else rows[0].new_empty(0)
 
 
 def _rates_at_ties(scores: Tensor, positive: Tensor, negative: Tensor) -> tuple[Tensor, Tensor, Tensor]:

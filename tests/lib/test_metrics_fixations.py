@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bench import reference_metrics as ref
-from saliencylab.metrics import auc_judd, auc_shuffled, information_gain, nss
+from saliencylab.metrics import auc, auc_judd, auc_shuffled, information_gain, nss
 
 from tests.lib.test_metrics import P, random_maps
 
@@ -161,3 +161,12 @@ def test_bad_fixation_maps_are_refused():
         nss(s, f)
     with pytest.raises(ValueError, match="shape mismatch"):
         information_gain(random_maps(3, seed=25), f, torch.ones(5, 5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("maps_per_chunk", [1, 2, 5])
+def test_aucs_do_not_depend_on_the_chunking(monkeypatch, maps_per_chunk):
+    s, f, o = random_maps(5, seed=7), random_fixations(5, seed=8), random_fixations(5, seed=9)
+    whole = auc_judd(s, f), auc_shuffled(s, f, o)
+    monkeypatch.setattr(auc, "CHUNK_PIXELS", maps_per_chunk * s[0].numel())
+    chunked = auc_judd(s, f), auc_shuffled(s, f, o)
+    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
