@@ -6,15 +6,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup lock demo test bench clean
 
-$(STAMP): pyproject.toml setup.py
+# The runtime dependencies install at the versions of images/constraints.txt, as in the images.
+$(STAMP): pyproject.toml setup.py images/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c images/constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the project with its test tools
+
+lock: $(STAMP)  ## re-pin images/constraints.txt to this venv's runtime dependencies (after editing pyproject.toml)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m saliencylab.lock images/constraints.txt
 
 demo: $(STAMP)  ## run every built stage on the bundled demo data (CPU, local storage)
 	$(BIN)/saliencylab demo --workdir demo-run

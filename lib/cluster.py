@@ -31,6 +31,7 @@ REGISTRY = "localhost:5000"  # default of the bake variable and the kustomize im
 UID = 10001  # the image's user; the pods' securityContext runs as the same UID
 BASE_IMAGE = "python:3.11.14-slim-bookworm"
 CUDA_STACK = ("torch", "torchvision")  # ~5.5 GB with their nvidia-* wheels: a layer of their own
+CONSTRAINTS = "images/constraints.txt"  # the dependency lock (lib/lock.py), relative to the build context
 PARAMS_FILE = "/etc/saliencylab/params.yaml"
 S3_SECRET, S3_ENV = "saliencylab-s3", "saliencylab-s3-env"
 SEMAPHORES = "saliencylab-semaphores"
@@ -159,18 +160,23 @@ ENV VIRTUAL_ENV=/opt/venv \\
     MPLCONFIGDIR=/cache/matplotlib \\
     NUMBA_CACHE_DIR=/cache/numba
 
+# Every pip layer installs at the exact versions of images/constraints.txt (`make lock`, lib/lock.py),
+# the versions the test suite runs with; it is bind-mounted, not copied.
+
 # Layer 1, the largest: the CUDA stack.
-RUN python -m venv /opt/venv \\
- && pip install --no-cache-dir {quoted(cuda)}
+RUN --mount=type=bind,source={CONSTRAINTS},target=/tmp/constraints.txt \\
+    python -m venv /opt/venv \\
+ && pip install --no-cache-dir -c /tmp/constraints.txt {quoted(cuda)}
 
 # Layer 2: the other runtime dependencies of pyproject.toml (no test extras); the torch pins are
 # repeated so that no resolution can move them.
 # hadolint ignore=DL3059
-RUN pip install --no-cache-dir \\
+RUN --mount=type=bind,source={CONSTRAINTS},target=/tmp/constraints.txt \\
+    pip install --no-cache-dir -c /tmp/constraints.txt \\
 {wrapped(rest + cuda)}
 
 # Layer 3, small: the package itself, from a bind mount of the build context (.dockerignore keeps
-# only pyproject.toml, setup.py, lib/ and jobs/); no copy of the source stays in the image.
+# only pyproject.toml, setup.py, lib/, jobs/ and the lock); no copy of the source stays in the image.
 # hadolint ignore=DL3059
 RUN --mount=type=bind,target=/src,rw pip install --no-cache-dir --no-deps /src
 
