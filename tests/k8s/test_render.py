@@ -46,10 +46,9 @@ def test_render_refuses_a_folder_that_is_not_the_repository(tmp_path):
     assert result.exit_code == 2 and "not the saliencylab repository root" in result.output
 
 
-def test_a_new_stage_reaches_every_derived_file(monkeypatch):
+def test_a_new_stage_reaches_every_derived_file():
     extra = StageSpec(name="erase", summary="Erase salient regions.", inputs=("images", "maps"), gpu=True, cpu="8", memory="32Gi")
-    monkeypatch.setattr(cluster, "STAGES", (*STAGES, extra))
-    files = cluster.render_all(("torch==2.14.1", "numpy>=2.0"), ("faster_rcnn",))
+    files = cluster.render_all(("torch==2.14.1", "numpy>=2.0"), ("faster_rcnn",), stages=(*STAGES, extra))
     template = files["k8s/stages/erase.yaml"]
     assert "name: saliencylab-erase" in template and "- erase" in template and "nvidia.com/gpu: '1'" in template
     assert "images={{inputs.parameters.images}}" in template and "maps={{inputs.parameters.maps}}" in template
@@ -58,8 +57,7 @@ def test_a_new_stage_reaches_every_derived_file(monkeypatch):
     assert "- stages/erase.yaml" in files["k8s/kustomization.yaml"] and "name: saliencylab-erase" in files["k8s/kustomization.yaml"]
 
 
-def test_an_input_named_like_a_template_parameter_is_refused(monkeypatch):
+def test_an_input_named_like_a_template_parameter_is_refused():
     clash = dataclasses.replace(STAGES[0], inputs=("images", "output"))
-    monkeypatch.setattr(cluster, "STAGES", (clash,))
     with pytest.raises(ValueError, match="clash with template parameters"):
         cluster.render_stage(clash)

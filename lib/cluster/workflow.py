@@ -1,0 +1,147 @@
+"""k8s/pipeline.yaml: the study DAG of saliencylab.pipeline as one WorkflowTemplate, one entrypoint per preset."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from saliencylab.cluster.common import render_yaml, template_name
+from saliencylab.cluster.templates import GPU_POD_PATCH, IO_NOTE, param, stage_inputs, template_metadata, workflow_spec
+from saliencylab.pipeline import STUDY_PRESETS, Step, study_steps
+from saliencylab.stages import STAGES
+
+RUN_ROOT = "run"  # the external input that is the run root itself: its reader waits for every earlier step
+
+
+EXTERNAL_HELP = {
+    "images": "raw images: a VOCdevkit folder, or an image folder with ingest-params 'format: folder'",
+    "masks": "human attention masks; empty skips every compare-against-human step",
+    RUN_ROOT: "run root, e.g. s3://saliencylab/runs/<name> (no trailing slash); step <s> writes <run>/<s>",
+}
+
+
+def task_name(step_name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", step_name.lower()).strip("-")
+
+
+def _externals(steps: Sequence[Step]) -> list[str]:
+    return list(dict.fromkeys(s[1:] for step in steps for s in step.inputs.values() if s.startswith("@")))
+
+
+def _dependencies(steps: Sequence[Step]) -> dict[str, list[str]]:
+    """Step name -> the steps it waits for: those it reads, or every earlier one if it reads the run root."""
+    deps: dict[str, list[str]] = {}
+    for step in steps:
+        sources = [s for s in step.inputs.values() if not s.startswith("@")]
+        deps[step.name] = list(deps) if f"@{RUN_ROOT}" in step.inputs.values() else list(dict.fromkeys(sources))
+    return deps
+
+
+def _params_value(step: Step, preset: str) -> str:
+    """The step's parameters as the entries of a YAML flow mapping (the worker adds the braces).
+
+    Three layers, by YAML merge keys (a mapping's own keys win over the keys it merges in, at each
+    level): the step's own keys (detector, weights) > the user's `<stage>-params` > the preset's.
+    """
+    preset_keys = STUDY_PRESETS[preset].get(step.stage, {})
+    layered = {k: v for k, v in step.params.items() if k in preset_keys}
+    own = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in step.params.items() if k not in preset_keys]
+    return ", ".join([f"<<: {{<<: {json.dumps(layered)}, {_wp(f'{step.stage}-params')}}}", *own])
+
+
+def _weights_param(detector: str) -> str:
+    return f"weights-{task_name(detector)}"
+
+
+def _wp(name: str) -> str:
+    return f"{{{{workflow.parameters.{name}}}}}"
+
+
+def _task(step: Step, preset: str, waits_for: list[str], when: str | None) -> dict[str, Any]:
+    spec = next(s for s in STAGES if s.name == step.stage)
+    values = {"output": f"{_wp(RUN_ROOT)}/{step.name}", "shards": _wp(f"{spec.name}-shards"), "on-error": _wp("on-error")}
+    for name, source in step.inputs.items():
+        values[name] = _wp(source[1:]) if source.startswith("@") else f"{_wp(RUN_ROOT)}/{source}"
+    values["params"] = _params_value(step, preset)
+    if spec.gpu:
+        values["pod-spec-patch"] = _wp("gpu-pod-spec-patch")
+    task: dict[str, Any] = {"name": task_name(step.name), "templateRef": {"name": template_name(spec), "template": "sharded"}}
+    if waits_for:
+        task["depends"] = " && ".join(task_name(d) for d in waits_for)
+    if when:
+        task["when"] = when
+    names = [p["name"] for p in stage_inputs(spec, "shards")]
+    task["arguments"] = {"parameters": [{"name": n, "value": values[n]} for n in names if n in values]}
+    return task
+
+
+def _ascii_dag(steps: Sequence[Step]) -> str:
+    deps, level = _dependencies(steps), {}
+    for step in steps:
+        level[step.name] = 1 + max((level[d] for d in deps[step.name]), default=-1)
+    lines = []
+    for n in range(max(level.values()) + 1):
+        lines += ["      │", "      ▼"] if n else []
+        names = " · ".join(s.name for s in steps if level[s.name] == n)
+        lines += textwrap.wrap(names, 96, initial_indent=f"  [{n + 1}] ", subsequent_indent="      ", break_on_hyphens=False)
+    lines += ["", "Edges (step ◀── what it reads; a reader of @run waits for every step above it):"]
+    for step in steps:
+        lines.append(f"  {step.name} ◀── {', '.join(step.inputs.values())}")
+    lines += ["Each step runs `sharded`: <stage>-shards workers (--shard i/n) ──▶ saliencylab merge."]
+    return "\n".join(lines)
+
+
+def render_pipeline(detectors: tuple[str, ...]) -> str:
+    default = inspect.signature(study_steps).parameters["preset"].default  # as `saliencylab study`
+    presets = [default, *(p for p in STUDY_PRESETS if p != default)]
+    weights = {d: _wp(_weights_param(d)) for d in detectors}
+    steps_by_preset = {p: study_steps(detectors, p, {"cam_weights": weights}) for p in presets}
+    steps = steps_by_preset[presets[0]]
+    required = set(_externals(study_steps(detectors, presets[0], human_masks=False)))
+    optional = [x for x in _externals(steps) if x not in required]
+    when = " && ".join(f"'{_wp(x)}' != ''" for x in optional) or None
+    params = [param(x, "" if x in optional else None, EXTERNAL_HELP.get(x, f"external input @{x}"), "value") for x in _externals(steps)]
+    if RUN_ROOT not in _externals(steps):
+        params.append(param(RUN_ROOT, None, EXTERNAL_HELP[RUN_ROOT], "value"))
+    params.append(param("on-error", "fail", "fail, or skip (quarantine bad items in the manifests)", "value"))
+    params.append(param("gpu-pod-spec-patch", GPU_POD_PATCH, "podSpecPatch of GPU pods: tolerations, nodeSelector of the pool", "value"))
+    for spec in (s for s in STAGES if any(step.stage == s.name for step in steps)):
+        params.append(param(f"{spec.name}-shards", "4" if spec.gpu else "1", f"workers per {spec.name} step", "value"))
+        params.append(param(f"{spec.name}-params", "", f"{spec.name} parameters over the preset's: key: value pairs, comma-separated", "value"))
+    params += [param(_weights_param(d), "random", f"{d} weights: path, s3:// URI or torchvision:<Weights>.<NAME>", "value") for d in detectors]
+
+    dags = []
+    for preset in presets:
+        preset_steps = steps_by_preset[preset]
+        branch = {s.name for s in study_steps(detectors, preset, human_masks=False)}
+        deps = _dependencies(preset_steps)
+        tasks = [_task(s, preset, deps[s.name], None if s.name in branch else when) for s in preset_steps]
+        if len({t["name"] for t in tasks}) != len(tasks):
+            raise ValueError(f"two steps of the {preset} pipeline map to the same task name: {[t['name'] for t in tasks]}")
+        dags.append({"name": preset, "dag": {"tasks": tasks}})
+    header = f"""WorkflowTemplate saliencylab-study: the empirical study of lib/pipeline.py as an Argo DAG.
+One entrypoint per study preset ({', '.join(presets)}; default {presets[0]}). Every task calls the
+`sharded` template of its stage's WorkflowTemplate (k8s/stages/) by templateRef and writes
+<run>/<step>; the steps of the human branch run only when `masks` is not empty.
+
+{_ascii_dag(steps)}
+
+Submit: kubectl -n saliencylab create -f k8s/submit/study.yaml, or
+  argo submit -n saliencylab --from workflowtemplate/saliencylab-study --entrypoint {presets[-1]} \\
+    -p images=s3://... -p masks=s3://... -p run=s3://saliencylab/runs/<name> \\
+    -p ingest-params='split: masked'
+Fan-out is withSequence over <stage>-shards: items are "0".."n-1", so no shard list sits in the
+workflow status or nears the 256 kB parameter limit; keep steps x shards in the low hundreds for
+the 1 MB workflow object.
+{IO_NOTE}"""
+    doc = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": template_metadata("saliencylab-study", "pipeline", "The saliency study: ingest, CAMs, DeepGaze, compare, report."),
+        "spec": workflow_spec(presets[0], params, dags, parallelism=16),
+    }
+    return render_yaml(header, doc)
