@@ -325,7 +325,8 @@ def compare_rows(pred, target, rank, weight, k):
     Args:
         pred, target: (B, n) float32/float64 arrays, finite (checked by the caller afterwards,
             see the module docstring).
-        rank, weight: the paper quantile's lower index ⌊(1 − fraction)(n − 1)⌋ and its fraction.
+        rank, weight: ⌊v⌋ and v − ⌊v⌋ for the paper quantile's virtual index
+            v = (1 − fraction)(n − 1) (`saliencylab.metrics.iou.top_quantile`).
         k: the top-set size n − ⌈(1 − fraction)(n − 1)⌉.
 
     Returns:
