@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from saliencylab.metrics.maps import KL_EPS
+
 FAST = {"reassoc", "nsz", "contract", "arcp"}  # reorder sums, fuse multiply-adds; NaN/inf semantics kept
 FINITE = FAST | {"nnan", "ninf"}  # only where inputs are finite or the results are discarded
 OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}  # no ZeroDivisionError branches
@@ -50,9 +52,8 @@ GATHER_BLOCK = 16  # values tested together before any is gathered
 SCAN_BLOCK = 256  # values per block of the counting scan
 LOG_BLOCK = 512  # values per block of the fused pass (the log runs block-wise)
 
-KL_EPS = 2.2204e-16  # as saliencylab.metrics.maps.KL_EPS (MIT KLdiv.m)
-SUITE_COLUMNS = ("mae", "iou_paper", "iou_exact", "cc", "kldiv", "sim")
-FLAG_COLUMNS = ("pred_degenerate", "target_degenerate", "pred_constant", "target_constant")
+SUITE_KEYS = ("mae", "iou_paper", "iou_exact", "cc", "kldiv", "sim")  # columns of compare_rows' values
+FLAG_KEYS = ("pred_degenerate", "target_degenerate", "pred_constant", "target_constant")  # and of its flags
 
 _HASH_MULTIPLIER = 2654435761  # ⌊2³² / golden ratio⌋: sample offsets without a period
 _LN2 = math.log(2.0)
@@ -93,7 +94,7 @@ def _log(values, mantissas, out):
 
 @njit(fastmath=FAST, **OPTIONS)
 def log_array(values):
-    """ln of a 1-D float64 array of positive normal values (for tests and the benchmark)."""
+    """ln of a 1-D float64 array of positive normal values (`_log` for callers outside a kernel: the tests)."""
     out = np.empty_like(values)
     _log(values, np.empty_like(values), out)
     return out
@@ -330,12 +331,12 @@ def compare_rows(pred, target, rank, weight, k):
         k: the top-set size n − ⌈(1 − fraction)(n − 1)⌉.
 
     Returns:
-        values (B, 6) float64 in the order of SUITE_COLUMNS, flags (B, 4) bool in FLAG_COLUMNS.
+        values (B, 6) float64 in the order of SUITE_KEYS, flags (B, 4) bool in FLAG_KEYS.
     """
     batch, n = pred.shape
     upper = min(rank + 1, n - 1)
-    values = np.empty((batch, len(SUITE_COLUMNS)))
-    flags = np.empty((batch, len(FLAG_COLUMNS)), dtype=np.bool_)
+    values = np.empty((batch, len(SUITE_KEYS)))
+    flags = np.empty((batch, len(FLAG_KEYS)), dtype=np.bool_)
     for i in prange(batch):
         p, t = pred[i], target[i]
         buffer = np.empty(n)

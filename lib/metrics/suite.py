@@ -37,8 +37,7 @@ from saliencylab.metrics.iou import TopStats, exact_iou, paper_iou, top_quantile
 from saliencylab.metrics.maps import correlation_of_centred, intersection, kl_of_densities
 from saliencylab.metrics.normalise import density
 
-SUITE_KEYS = kernels.SUITE_COLUMNS
-FLAG_KEYS = kernels.FLAG_COLUMNS
+SUITE_KEYS, FLAG_KEYS = kernels.SUITE_KEYS, kernels.FLAG_KEYS
 
 
 def compare_maps(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[str, Tensor]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench import reference_metrics as ref
-from saliencylab.metrics import kernels
+from saliencylab.metrics import KL_EPS, kernels
 from saliencylab.metrics.iou import top_quantile
 
 N = 60_000  # well above SAMPLE_SIZE, so rows are sampled with a stride > 1
@@ -81,7 +81,7 @@ def test_vectorised_log_is_within_two_ulp():
         [
             np.exp(rng.uniform(-700, 700, 100_000)),
             rng.uniform(0.5, 2.0, 100_000),  # around 1, where cancellation would show
-            [kernels.KL_EPS, 1.0, 2.0, math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 2), 1 / kernels.KL_EPS],
+            [KL_EPS, 1.0, 2.0, math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 2), 1 / KL_EPS],
             [np.finfo(np.float64).tiny, np.finfo(np.float64).max],
         ]
     )
@@ -100,9 +100,9 @@ def test_fused_suite_matches_the_reference_on_sampled_sizes():
     values, flags = kernels.compare_rows(pred, rows, rank, weight, k)
     for i in range(len(rows)):
         expected = ref.compare_maps(pred[i], rows[i])
-        for c, key in enumerate(kernels.SUITE_COLUMNS):
+        for c, key in enumerate(kernels.SUITE_KEYS):
             assert values[i, c] == pytest.approx(expected[key], abs=1e-12), (i, key)
-        for c, key in enumerate(kernels.FLAG_COLUMNS):
+        for c, key in enumerate(kernels.FLAG_KEYS):
             assert flags[i, c] == expected[key], (i, key)
 
 
