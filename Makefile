@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup lock demo test bench clean
 
 # The runtime dependencies install at the versions of images/constraints.txt, as in the images.
-$(STAMP): pyproject.toml setup.py images/constraints.txt
+$(STAMP): pyproject.toml images/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c images/constraints.txt -e ".[test]"
@@ -33,7 +33,7 @@ clean:  ## remove the demo run (keeps .venv)
 # ---- cluster delivery (docs/cluster.md) -------------------------------------------------------
 # Images are $(REGISTRY)/saliencylab-<stage>:$(TAG), the defaults of docker-bake.hcl.
 REGISTRY  ?= localhost:5000
-TAG       ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lib/__init__.py)
+TAG       ?= $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' lib/saliencylab/__init__.py)
 RUN_CACHE ?= $(HOME)/.cache
 DOCKER_RUN_FLAGS ?=
 AWS_ENV   := AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION \

@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from saliencylab.artifacts import open_artifact
+from saliencylab.batches import map_image_batches
 from saliencylab.cam import build_detector, eigencam_maps, get_detector
 from saliencylab.config import field
 from saliencylab.devices import pick_device
@@ -21,7 +22,7 @@ from saliencylab.runner import ErrorPolicy, ShardTask
 from saliencylab.stages import get_stage
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
-from jobs.common import Job, Prepared, map_image_batches, stage_command
+from jobs.common import Job, Prepared, stage_command
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 import typer
 
 from saliencylab.artifacts import open_artifact
+from saliencylab.batches import map_image_batches
 from saliencylab.config import field
 from saliencylab.checkpoints import load_state_dict_strict
 from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, uniform_centerbias
@@ -25,7 +26,7 @@ from saliencylab.stages import get_stage
 from saliencylab.storage import read_uri
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
-from jobs.common import Job, Prepared, map_image_batches, stage_command
+from jobs.common import Job, Prepared, stage_command
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def command(
     root: Annotated[Path, typer.Option("--root", help="Repository root (holds pyproject.toml).")] = Path("."),
 ) -> None:
     """(Re)write images/Dockerfile, docker-bake.hcl and k8s/ from the stage registry and the study pipeline."""
-    if not (root / "pyproject.toml").is_file() or not (root / "lib" / "stages.py").is_file():
+    if not (root / "pyproject.toml").is_file() or not (root / "lib" / "saliencylab" / "stages.py").is_file():
         print(f"error: {root.resolve()} is not the saliencylab repository root (use --root)", file=sys.stderr)
         raise typer.Exit(code=2)
     files = render_files(root)

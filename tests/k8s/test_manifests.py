@@ -3,7 +3,7 @@
 Every YAML under k8s/ parses and passes a strict check (hera round-trip for Argo kinds, structural
 checks for core kinds) and a semantic lint; planted typos are caught; the Dockerfile passes
 hadolint; the bake file parses and points at real Dockerfile targets; every container command line
-is accepted by the CLI; the committed files equal a fresh render of lib/cluster/.
+is accepted by the CLI; the committed files equal a fresh render of lib/saliencylab/cluster/.
 """
 
 from __future__ import annotations

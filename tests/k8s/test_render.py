@@ -19,9 +19,9 @@ runner = CliRunner()
 
 
 def fake_repo(tmp_path):
-    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib/saliencylab").mkdir(parents=True)
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copy(REPO / "lib/stages.py", tmp_path / "lib/stages.py")
+    shutil.copy(REPO / "lib/saliencylab/stages.py", tmp_path / "lib/saliencylab/stages.py")
     return tmp_path
 
 

@@ -32,7 +32,7 @@ class Table:
 
 
 def published_tables() -> dict:
-    """The paper's published tables (lib/data/published_paper_a.json) with their source and notes."""
+    """The paper's published tables (lib/saliencylab/data/published_paper_a.json) with their source and notes."""
     return json.loads(resources.files("saliencylab").joinpath("data/published_paper_a.json").read_text())
 
 

@@ -5,7 +5,7 @@
     images/Dockerfile        a `base` image plus one `FROM base AS <stage>` target per stage
     docker-bake.hcl          one bake target per stage, all in group "default"
     k8s/stages/<stage>.yaml  one Argo WorkflowTemplate per stage: worker, merge, sharded (fan-out + merge)
-    k8s/pipeline.yaml        the study DAG of lib/pipeline.py, one entrypoint per study preset
+    k8s/pipeline.yaml        the study DAG of lib/saliencylab/pipeline.py, one entrypoint per study preset
     k8s/kustomization.yaml   those manifests, the hand-written ones, and the image overrides
 
 One module per file kind: build (Dockerfile, bake), templates (the stage WorkflowTemplates),

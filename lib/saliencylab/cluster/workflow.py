@@ -123,7 +123,7 @@ def render_pipeline(detectors: tuple[str, ...]) -> str:
         if len({t["name"] for t in tasks}) != len(tasks):
             raise ValueError(f"two steps of the {preset} pipeline map to the same task name: {[t['name'] for t in tasks]}")
         dags.append({"name": preset, "dag": {"tasks": tasks}})
-    header = f"""WorkflowTemplate saliencylab-study: the empirical study of lib/pipeline.py as an Argo DAG.
+    header = f"""WorkflowTemplate saliencylab-study: the empirical study of lib/saliencylab/pipeline.py as an Argo DAG.
 One entrypoint per study preset ({', '.join(presets)}; default {presets[0]}). Every task calls the
 `sharded` template of its stage's WorkflowTemplate (k8s/stages/) by templateRef and writes
 <run>/<step>; the steps of the human branch run only when `masks` is not empty.

@@ -11,7 +11,7 @@ from saliencylab.stages import StageSpec
 
 BASE_IMAGE = "python:3.11.14-slim-bookworm"
 CUDA_STACK = ("torch", "torchvision")  # ~5.5 GB with their nvidia-* wheels: a layer of their own
-CONSTRAINTS = "images/constraints.txt"  # the dependency lock (lib/lock.py), relative to the build context
+CONSTRAINTS = "images/constraints.txt"  # the dependency lock (lib/saliencylab/lock.py), relative to the build context
 
 
 def _requirement_name(requirement: str) -> str:
@@ -51,7 +51,7 @@ RUN groupadd --gid {UID} saliencylab \\
  && chown {UID}:{UID} /cache /work
 
 # Nothing is downloaded at run time: weights are paths, s3:// URIs or files already in
-# $TORCH_HOME/hub/checkpoints (lib/weights.py); Hugging Face libraries stay offline.
+# $TORCH_HOME/hub/checkpoints (lib/saliencylab/weights.py); Hugging Face libraries stay offline.
 ENV VIRTUAL_ENV=/opt/venv \\
     PATH=/opt/venv/bin:$PATH \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
@@ -65,7 +65,7 @@ ENV VIRTUAL_ENV=/opt/venv \\
     MPLCONFIGDIR=/cache/matplotlib \\
     NUMBA_CACHE_DIR=/cache/numba
 
-# Every pip layer installs at the exact versions of images/constraints.txt (`make lock`, lib/lock.py),
+# Every pip layer installs at the exact versions of images/constraints.txt (`make lock`, lib/saliencylab/lock.py),
 # the versions the test suite runs with; it is bind-mounted, not copied.
 
 # Layer 1, the largest: the CUDA stack.
@@ -81,7 +81,7 @@ RUN --mount=type=bind,source={CONSTRAINTS},target=/tmp/constraints.txt \\
 {wrapped(rest + cuda)}
 
 # Layer 3, small: the package itself, from a bind mount of the build context (.dockerignore keeps
-# only pyproject.toml, setup.py, lib/, jobs/ and the lock); no copy of the source stays in the image.
+# only pyproject.toml, lib/, jobs/ and the lock); no copy of the source stays in the image.
 # hadolint ignore=DL3059
 RUN --mount=type=bind,target=/src,rw pip install --no-cache-dir --no-deps /src
 
