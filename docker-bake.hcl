@@ -2,21 +2,36 @@
 # and the study pipeline (lib/saliencylab/pipeline.py). Do not edit: change those, then run `make manifests`;
 # `make manifests-check` and the test suite fail while this file differs from a fresh render.
 #
-# Build every stage image of images/Dockerfile (variables come from the environment):
-#   docker buildx bake                  # REGISTRY=localhost:5000 TAG=0.1.0, into the builder's cache
-#   REGISTRY=ghcr.io/<org> TAG=$(git rev-parse --short HEAD) GIT_SHA=$(git rev-parse HEAD) \
-#     CACHE_REF=ghcr.io/<org>/saliencylab-buildcache:main docker buildx bake --push   # CI
+# Build both images of images/Dockerfile (variables come from the environment; buildx >= 0.18):
+#   make images                         # GIT_SHA=$(git rev-parse HEAD), TAG=GIT_SHA, REGISTRY=localhost:5000
+#   make images BAKE_FLAGS=--push REGISTRY=ghcr.io/<org> CACHE_REF=ghcr.io/<org>/saliencylab-buildcache:main
+# Tags are the full commit: an image's tag, its revision label and the code_version of every
+# artifact it writes name the same commit. --metadata-file (make images) records the digests that
+# `make manifests` pins in k8s/kustomization.yaml. Every image gets an SBOM and a provenance attestation.
 
 variable "REGISTRY" {
   default = "localhost:5000"
 }
 
-variable "TAG" {
-  default = "0.1.0"
-}
-
+# The commit being built: the images' tag and the SALIENCYLAB_GIT_SHA of their artifacts.
 variable "GIT_SHA" {
   default = ""
+  validation {
+    condition     = length(regexall("^[0-9a-f]{40}$", GIT_SHA)) == 1
+    error_message = "GIT_SHA must be the full commit being built: GIT_SHA=$(git rev-parse HEAD) docker buildx bake (or make images)."
+  }
+}
+
+variable "TAG" {
+  default = "${GIT_SHA}"
+}
+
+variable "PYTHON_IMAGE" {
+  default = "python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d"
+  validation {
+    condition     = length(regexall("@sha256:[0-9a-f]{64}$", PYTHON_IMAGE)) == 1
+    error_message = "PYTHON_IMAGE must be pinned by digest (name:tag@sha256:...)."
+  }
 }
 
 # A registry ref for the layer cache (mode=max); empty (local builds, docker driver) exports none.
@@ -25,7 +40,7 @@ variable "CACHE_REF" {
 }
 
 group "default" {
-  targets = ["ingest", "cam", "deepgaze", "compare", "report"]
+  targets = ["cpu", "gpu"]
 }
 
 target "_common" {
@@ -33,6 +48,7 @@ target "_common" {
   dockerfile = "images/Dockerfile"
   platforms  = ["linux/amd64"]
   args = {
+    PYTHON_IMAGE        = "${PYTHON_IMAGE}"
     SALIENCYLAB_GIT_SHA = "${GIT_SHA}"
   }
   labels = {
@@ -40,36 +56,19 @@ target "_common" {
     "org.opencontainers.image.version"  = "${TAG}"
     "org.opencontainers.image.revision" = "${GIT_SHA}"
   }
+  attest = ["type=sbom", "type=provenance,mode=max"]
   cache-from = CACHE_REF == "" ? [] : ["type=registry,ref=${CACHE_REF}"]
   cache-to   = CACHE_REF == "" ? [] : ["type=registry,ref=${CACHE_REF},mode=max"]
 }
 
-target "ingest" {
+target "cpu" {
   inherits = ["_common"]
-  target   = "ingest"
-  tags     = ["${REGISTRY}/saliencylab-ingest:${TAG}"]
+  target   = "cpu"
+  tags     = ["${REGISTRY}/saliencylab-cpu:${TAG}"]
 }
 
-target "cam" {
+target "gpu" {
   inherits = ["_common"]
-  target   = "cam"
-  tags     = ["${REGISTRY}/saliencylab-cam:${TAG}"]
-}
-
-target "deepgaze" {
-  inherits = ["_common"]
-  target   = "deepgaze"
-  tags     = ["${REGISTRY}/saliencylab-deepgaze:${TAG}"]
-}
-
-target "compare" {
-  inherits = ["_common"]
-  target   = "compare"
-  tags     = ["${REGISTRY}/saliencylab-compare:${TAG}"]
-}
-
-target "report" {
-  inherits = ["_common"]
-  target   = "report"
-  tags     = ["${REGISTRY}/saliencylab-report:${TAG}"]
+  target   = "gpu"
+  tags     = ["${REGISTRY}/saliencylab-gpu:${TAG}"]
 }

@@ -2,7 +2,9 @@
 
 Each output sample `<key>` holds `cam.npy`: float16 (H, W) in [0, 1] at the image size, the first
 principal component of the target layer's activations with the sign rule of docs/cam.md, ReLU'd
-and min-max scaled. The network runs only as far as the target layer.
+and min-max scaled. The network runs only as far as the target layer. With `--weights random`
+the detector's initialisation is drawn from `seed`, so reruns, resumes and `--shard i/n` workers
+use the same model.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from saliencylab.cam import build_detector, eigencam_maps, get_detector
 from saliencylab.config import field
 from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask
+from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, seeded_init
 from saliencylab.stages import get_stage
-from saliencylab.weights import RANDOM, load_weights, random_weights_warning
+from saliencylab.weights import RANDOM, load_model_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, stage_command
 
@@ -30,7 +33,11 @@ class CamConfig:
     """Parameters of the cam stage."""
 
     detector: str = field("faster_rcnn", "Detector registry name (see docs/cam.md for the list and their layers).")
-    weights: str = field(RANDOM, "State dict as a path, s3:// URI or torchvision:<Weights>.<NAME> in the cache; or 'random'.")
+    weights: str = field(
+        RANDOM,
+        "State dict as a path, s3:// URI or torchvision:<Weights>.<NAME> in the cache; finetune:<artifact URI>[#epoch-N] "
+        "for a finetune stage's output (Faster R-CNN, 21 classes); or 'random'.",
+    )
     layer: str = field("", "Target layer (dotted module path); empty = the detector's documented default.")
     internal_resize: Literal["default", "on", "off"] = field(
         "default", "Whether the model's own input resize runs before the backbone (default: the detector's setting)."
@@ -41,6 +48,7 @@ class CamConfig:
         0, "Images per forward pass within a batch; 0 = 1 on CPU (fastest there, see docs/cam.md), the whole batch on CUDA."
     )
     device: str = field("auto", "auto (CUDA if present), cpu or cuda[:N].")
+    seed: int = field(DEFAULT_SEED, SEED_HELP)
 
 
 def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
@@ -51,8 +59,10 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
     if config.internal_resize != "default":
         spec = replace(spec, internal_resize=config.internal_resize == "on")
     device = pick_device(config.device)
-    state = load_weights(config.weights)
-    model = build_detector(spec, state).to(device)
+    weights = load_model_weights(config.weights)  # a finetune artifact also sets num_classes (VOC: 21)
+    state = weights.state_dict
+    with seeded_init(config.seed, "weights", config.detector):
+        model = build_detector(spec, state, **weights.builder_kwargs).to(device)
     if config.engine == "fast":
         forward_batch = config.forward_batch or (None if device.type == "cuda" else 1)
 
@@ -69,7 +79,7 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
 
         return map_image_batches(list(images.samples(shard)), config.batch_size, device, cams)
 
-    warnings = list(images.manifest.warnings)
+    warnings = list(images.manifest.warnings) + list(weights.warnings)
     if state is None:
         warnings.append(random_weights_warning("cam", config.detector))
     return Prepared({"images": images.input_spec}, images.shard_tasks(), process, tuple(warnings))

@@ -12,8 +12,8 @@ import typer
 from saliencylab.stages import STAGES
 from saliencylab.storage import join_uri, open_storage
 
-from jobs import render
-from jobs.common import USER_ERRORS, fail, stage_command
+from jobs import outcome, render
+from jobs.common import ALLOW_MIXED_CODE_HELP, USER_ERRORS, fail, stage_command
 
 app = typer.Typer(
     help="Measure and improve how human-like the saliency maps of vision models are.\n\n"
@@ -29,8 +29,12 @@ for _spec in STAGES:
 @app.command("merge")
 def merge_command(
     output: Annotated[str, typer.Option("--output", "-o", help="Output URI of a stage run split with --shard i/n.")],
+    allow_mixed_code: Annotated[bool, typer.Option("--allow-mixed-code", help=ALLOW_MIXED_CODE_HELP)] = False,
 ) -> None:
-    """Write the _manifest.json of a sharded stage run once all its workers have finished."""
+    """Write the _manifest.json of a sharded stage run once all its workers have finished.
+
+    Every shard is checked against its part record (size and sha256) first.
+    """
     from saliencylab.runner import RUN_KEY, RunRequest, merge
 
     from jobs.local import job_for
@@ -38,13 +42,14 @@ def merge_command(
     try:
         storage = open_storage(output)
         stage = RunRequest.from_json(storage.read_bytes(RUN_KEY)).stage if storage.exists(RUN_KEY) else None
-        manifest = merge(storage, finalize=job_for(stage).finalize if stage else None)
+        manifest = merge(storage, finalize=job_for(stage).finalize if stage else None, allow_mixed_code=allow_mixed_code)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     print(f"merged {manifest.stage}: {manifest.num_samples} samples in {len(manifest.shards)} shards -> {output}", file=sys.stderr)
 
 
 app.command("render-cluster")(render.command)
+app.command("outcome")(outcome.command)
 
 
 @app.command("stages")

@@ -3,8 +3,8 @@
 A job module declares a `Job`: its registry entry, config dataclass, presets, a `prepare` function
 that reads input manifests and plans shard tasks, and optionally a `finalize` run at merge time.
 `stage_command(job)` turns it into a typer command with the stage contract's options
-(--input, --output, --shard, --config, --preset, --set, --force, --on-error) plus one option per
-config field, so `--help` documents every parameter.
+(--input, --output, --shard, --config, --preset, --set, --force, --on-error, --verify,
+--allow-mixed-code) plus one option per config field, so `--help` documents every parameter.
 """
 
 from __future__ import annotations
@@ -21,11 +21,22 @@ import typer
 from saliencylab.config import config_to_dict, load_yaml_config, parse_sets, resolve_config
 from saliencylab.manifests import Manifest
 from saliencylab.progress import Progress
-from saliencylab.runner import FinalizeFn, ProcessFn, RunRequest, ShardSelection, ShardTask, StageError, run_stage
+from saliencylab.runner import (
+    ErrorPolicy,
+    FinalizeFn,
+    ProcessFn,
+    RunRequest,
+    ShardSelection,
+    ShardTask,
+    StageError,
+    check_error_policy,
+    run_stage,
+)
 from saliencylab.stages import StageSpec
 from saliencylab.storage import StorageError, open_storage
 
 USER_ERRORS = (ValueError, StageError, StorageError, FileNotFoundError)
+ALLOW_MIXED_CODE_HELP = "Combine shards written by different code versions (recorded in the manifest)."
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class Prepared:
     tasks: tuple[ShardTask, ...]
     process: ProcessFn
     warnings: tuple[str, ...] = ()
+    # a torchrun rank > 0 of a multi-process stage (finetune): it runs `process` for every task, in
+    # step with rank 0, and writes nothing; rank 0 runs the stage contract alone
+    follower: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,9 @@ class Job:
     prepare: Callable[[dict[str, str], Any], Prepared]
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     finalize: FinalizeFn | None = None
+    # prepare(inputs, config, output) also gets the output Storage, for stages that write files as
+    # they go (finetune's checkpoints); shards and the manifest still go through the runner
+    prepare_takes_output: bool = False
 
 
 def parse_inputs(spec: StageSpec, values: list[str]) -> dict[str, str]:
@@ -86,10 +103,21 @@ def execute(
     selection: ShardSelection = ShardSelection(),
     on_error: str = "fail",
     force: bool = False,
+    verify: bool = False,
+    allow_mixed_code: bool = False,
     progress: Progress | None = None,
 ) -> Manifest | None:
-    """Plan and run one stage; returns its manifest, or None for a worker of a sharded run."""
-    prepared = job.prepare(inputs, config)
+    """Plan and run one stage; returns its manifest, or None for a worker of a sharded run.
+
+    The run-wide options are checked before anything is loaded or written.
+    """
+    check_error_policy(on_error)
+    out = open_storage(output)
+    prepared = job.prepare(inputs, config, out) if job.prepare_takes_output else job.prepare(inputs, config)
+    if prepared.follower:
+        for task in prepared.tasks:
+            prepared.process(task, ErrorPolicy(on_error, shard=task.name))
+        return None
     for warning in prepared.warnings:
         print(f"WARNING [{job.spec.name}]: {warning}", file=sys.stderr)
     request = RunRequest(
@@ -101,12 +129,14 @@ def execute(
         warnings=prepared.warnings,
     )
     return run_stage(
-        open_storage(output),
+        out,
         request,
         prepared.process,
         selection=selection,
         on_error=on_error,
         force=force,
+        verify=verify,
+        allow_mixed_code=allow_mixed_code,
         finalize=job.finalize,
         progress=progress,
     )
@@ -142,8 +172,13 @@ def stage_command(job: Job) -> Callable[..., None]:
         "set_": (list[str], typer.Option("--set", help="Override a parameter: key=value (repeatable).")),
         "force": (bool, typer.Option("--force", help="Replace an output written with other parameters.")),
         "on_error": (str, typer.Option("--on-error", help="fail: stop at a bad item; skip: quarantine it in the manifest.")),
+        "verify": (bool, typer.Option("--verify", help="Before calling a complete output complete, check every shard's sha256 too.")),
+        "allow_mixed_code": (bool, typer.Option("--allow-mixed-code", help=ALLOW_MIXED_CODE_HELP)),
     }
-    defaults = {"input": [], "output": ..., "shard": None, "config": None, "preset": None, "set_": [], "force": False, "on_error": "fail"}
+    defaults = {
+        "input": [], "output": ..., "shard": None, "config": None, "preset": None, "set_": [],
+        "force": False, "on_error": "fail", "verify": False, "allow_mixed_code": False,
+    }  # fmt: skip
     field_names = [f.name for f in dataclasses.fields(job.config_cls)]
     clash = set(field_names) & set(contract)
     if clash:
@@ -161,11 +196,15 @@ def stage_command(job: Job) -> Callable[..., None]:
                 selection=ShardSelection.parse(kwargs["shard"]),
                 on_error=kwargs["on_error"],
                 force=kwargs["force"],
+                verify=kwargs["verify"],
+                allow_mixed_code=kwargs["allow_mixed_code"],
             )
         except USER_ERRORS as e:
             raise fail(str(e)) from None
-        if manifest is None:
+        if manifest is None and kwargs["shard"]:
             print(f"{spec.name}: this worker's shards are done; run `saliencylab merge --output {kwargs['output']}`", file=sys.stderr)
+        elif manifest is None:
+            print(f"{spec.name}: this torchrun process is done; rank 0 writes the output", file=sys.stderr)
         else:
             print(f"{spec.name}: {manifest.num_samples} samples, {len(manifest.quarantine)} quarantined -> {kwargs['output']}", file=sys.stderr)
 

@@ -29,7 +29,13 @@ from saliencylab.storage import Storage
 
 from jobs.common import Job, Prepared, stage_command
 
-MAP_FIELDS = {"cam": "cam.npy", "deepgaze": "density.npy", "ingest": "mask.png"}  # the map each stage writes
+MAP_FIELDS = {  # the map each stage writes
+    "cam": "cam.npy",
+    "deepgaze": "density.npy",
+    "ingest": "mask.png",
+    "hsi-labels": "saliency.npy",
+    "hsi-predict": "saliency.npy",
+}
 METRICS = ("mae", "iou_paper", "iou_exact", "cc", "kldiv", "sim")
 FLAGS = ("pred_degenerate", "target_degenerate")
 
@@ -57,11 +63,23 @@ def map_field(artifact: Artifact, configured: str) -> str:
     return MAP_FIELDS[artifact.manifest.stage]
 
 
-def as_map(value: np.ndarray, key: str, field_name: str) -> torch.Tensor:
-    """A stored map as a float64 (H, W) tensor; uint8 images are scaled to [0, 1]."""
-    array = np.asarray(value)
+def as_map(sample: dict[str, Any], field_name: str) -> torch.Tensor:
+    """The map in `sample[field_name]` as a float64 (H, W) tensor; uint8 images are scaled to [0, 1].
+
+    Raises ValueError naming the sample key and field when the field is missing, not 2-D, or holds
+    NaN or inf (a map that no metric can score).
+    """
+    key = sample["__key__"]
+    if field_name not in sample:
+        raise ValueError(f"sample {key!r} has no field {field_name!r}; it has {sorted(f for f in sample if f != '__key__')}")
+    array = np.asarray(sample[field_name])
     if array.ndim != 2:
         raise ValueError(f"sample {key!r} field {field_name!r} has shape {array.shape}, expected (H, W)")
+    if array.dtype.kind not in "biuf":  # bool, integer or float
+        raise ValueError(f"sample {key!r} field {field_name!r} has dtype {array.dtype}, expected real numbers")
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    if bad:
+        raise ValueError(f"sample {key!r} field {field_name!r} has {bad} NaN or inf value(s) of {array.size}")
     scale = 255.0 if array.dtype == np.uint8 else 1.0
     return torch.from_numpy(array.astype(np.float64) / scale)
 
@@ -88,6 +106,7 @@ def _pair_results(pairs: list[tuple[str, torch.Tensor, torch.Tensor]], config: C
 def prepare(inputs: dict[str, str], config: CompareConfig) -> Prepared:
     pred, target = open_artifact(inputs["pred"]), open_artifact(inputs["target"])
     pred_field, target_field = map_field(pred, config.pred_field), map_field(target, config.target_field)
+    target_shards = target.key_index()
 
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         (shard,) = task.items
@@ -100,14 +119,20 @@ def prepare(inputs: dict[str, str], config: CompareConfig) -> Prepared:
                 statuses[key] = {"status": "missing_target"}
                 continue
             try:
-                p, t = as_map(sample[pred_field], key, pred_field), as_map(targets[key][target_field], key, target_field)
-                if config.grid == "target":
-                    p = resize_to(p[None], tuple(t.shape))[0]
-                else:
-                    t = resize_to(t[None], tuple(p.shape))[0]
-                pairs.append((key, p, t))
-            except (KeyError, ValueError) as e:
+                p = as_map(sample, pred_field)
+            except ValueError as e:
                 policy.record(key, f"{pred.storage.uri}/{shard}", e)
+                continue
+            try:
+                t = as_map(targets[key], target_field)
+            except ValueError as e:
+                policy.record(key, f"{target.storage.uri}/{target_shards[key]}", e)
+                continue
+            if config.grid == "target":
+                p = resize_to(p[None], tuple(t.shape))[0]
+            else:
+                t = resize_to(t[None], tuple(p.shape))[0]
+            pairs.append((key, p, t))
         statuses.update(_pair_results(pairs, config))
         return [{"__key__": k, "metrics.json": statuses[k]} for k in sorted(statuses)]
 

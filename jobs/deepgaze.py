@@ -20,8 +20,10 @@ from saliencylab.batches import map_image_batches
 from saliencylab.config import field
 from saliencylab.checkpoints import load_state_dict_strict
 from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, uniform_centerbias
+from saliencylab.deepgaze.inputs import check_image
 from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask
+from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, seeded_init
 from saliencylab.stages import get_stage
 from saliencylab.storage import read_uri
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
@@ -39,6 +41,7 @@ class DeepGazeConfig:
     )
     batch_size: int = field(4, "Images per forward pass (same-size images only).")
     device: str = field("auto", "auto (CUDA if present), cpu or cuda[:N].")
+    seed: int = field(DEFAULT_SEED, SEED_HELP)
 
 
 def load_template(uri: str) -> np.ndarray:
@@ -51,10 +54,21 @@ def load_template(uri: str) -> np.ndarray:
         raise ValueError(f"centre-bias template {uri} is not a readable .npy array: {e}") from e
 
 
+def _image_tensor(sample: dict) -> torch.Tensor:
+    """A sample's `image.png` as a (3, H, W) float32 0-255 tensor, as `map_image_batches` feeds it."""
+    image = sample.get("image.png")
+    if image is None:
+        raise ValueError("the sample has no image.png field")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image.png has shape {image.shape}, expected (H, W, 3) RGB")
+    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
+
+
 def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
     images = open_artifact(inputs["images"])
     device = pick_device(config.device)
-    model = build_deepgaze_iie()
+    with seeded_init(config.seed, "weights", "deepgaze_iie"):  # the random init of `--weights random`
+        model = build_deepgaze_iie()
     state = load_weights(config.weights)
     if state is not None:
         load_state_dict_strict(model, state)
@@ -77,7 +91,15 @@ def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
                 log_density = model(x, cb)[:, 0].double().cpu().numpy()
             return [{"log_density.npy": ld.astype(np.float32), "density.npy": np.exp(ld).astype(np.float32)} for ld in log_density]
 
-        return map_image_batches(list(images.samples(shard)), config.batch_size, device, densities)
+        usable = []
+        for sample in images.samples(shard):
+            try:
+                check_image(_image_tensor(sample))
+            except ValueError as e:
+                policy.record(sample["__key__"], f"{images.storage.uri}/{shard}", e)
+                continue
+            usable.append(sample)
+        return map_image_batches(usable, config.batch_size, device, densities)
 
     warnings = list(images.manifest.warnings)
     if state is None:

@@ -76,6 +76,7 @@ class SeaweedS3:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_REGION": "us-east-1",
             "AWS_MAX_ATTEMPTS": "2",
+            "AWS_EC2_METADATA_DISABLED": "true",  # never look for an instance-metadata endpoint
         }
 
     def start(self, timeout: float = 60.0) -> None:

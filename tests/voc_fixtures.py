@@ -28,3 +28,17 @@ def make_voc(root: Path, count: int, side: int = 320) -> Path:
             f"<xmax>{side - 10}</xmax><ymax>{side - 20}</ymax></bndbox></object></annotation>"
         )
     return root
+
+
+def ingest_native(root: Path, count: int, side: int, shard_size: int = 4) -> str:
+    """A training-set artifact: `make_voc` ingested at native size (`--resize none`); returns its URI."""
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    out = root / "native"
+    args = ["ingest", "-i", str(make_voc(root / "voc", count, side=side)), "-o", str(out), "--resize", "none"]
+    result = CliRunner().invoke(app, [*args, "--shard-size", str(shard_size)])
+    if result.exit_code != 0:
+        raise RuntimeError(f"ingest of the test VOC set failed: {result.output}")
+    return str(out)

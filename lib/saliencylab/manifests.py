@@ -8,10 +8,13 @@ artifact for the stages downstream.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import subprocess
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from saliencylab import __version__
@@ -30,10 +33,33 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+UNKNOWN_COMMIT = "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def _checkout_commit() -> str:
+    """HEAD of the git checkout this package is imported from (`<repo>/lib/saliencylab`), else "unknown"."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists() or not (repo / "lib" / "saliencylab").is_dir():
+        return UNKNOWN_COMMIT  # an installed wheel: no checkout to ask
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return UNKNOWN_COMMIT
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else UNKNOWN_COMMIT
+
+
 def code_version() -> str:
-    """The package version, plus the git commit baked into an image (SALIENCYLAB_GIT_SHA) when set."""
-    sha = os.environ.get("SALIENCYLAB_GIT_SHA", "")
-    return f"{__version__}+{sha[:12]}" if sha else __version__
+    """The identity of the running code: `<package version>+<git commit>`.
+
+    The commit is SALIENCYLAB_GIT_SHA when set (baked into every image at build time), else HEAD of
+    the source checkout when the package runs from one, else "unknown". Uncommitted changes in a
+    checkout are not detected. Recorded in every part record and manifest; resume and merge refuse
+    to combine shards of different code versions unless told to (docs/architecture.md).
+    """
+    commit = os.environ.get("SALIENCYLAB_GIT_SHA", "").strip() or _checkout_commit()
+    return f"{__version__}+{commit}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,9 @@ class Manifest:
     quarantine: tuple[QuarantineRecord, ...] = ()
     warnings: tuple[str, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
+    # Empty unless shards of several code versions were combined with --allow-mixed-code:
+    # then code version -> names of the shards it wrote, and `code_version` is the merging code's.
+    mixed_code: dict[str, list[str]] = field(default_factory=dict)
     schema: str = SCHEMA
 
     @property

@@ -1,22 +1,29 @@
 """Byte storage behind one small interface: local folders (`/path`, `file:///path`) and `s3://bucket/prefix`.
 
-Every write is atomic for readers: a local file is written to a hidden temporary name and renamed
-into place; an S3 object becomes visible only when its PUT completes. Keys are relative,
+Every write is atomic for readers: a local file is written to a hidden temporary name
+(`.<name>.<random>.partial`, created with the process umask) and renamed into place; an S3 object
+becomes visible only when its PUT completes. A kill between the two leaves the temporary file,
+which `remove_partials` deletes on the next run. Keys are relative,
 `/`-separated paths; absolute keys and `..` segments are rejected so a key can never escape its root.
 
 S3 is configured the standard boto3 way (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); no credential is ever read from code.
+A failed S3 call raises StorageError naming the URI and the cause: access denied (wrong
+credentials), no credentials, missing bucket, or an unreachable endpoint.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
+
+
+PARTIAL_SUFFIX = ".partial"
 
 
 class StorageError(RuntimeError):
@@ -44,7 +51,11 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int | None: ...
+
     def delete(self, key: str) -> None: ...
+
+    def remove_partials(self, prefix: str = "") -> list[str]: ...
 
     def check_writable(self) -> None: ...
 
@@ -76,7 +87,9 @@ class LocalStorage:
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{PARTIAL_SUFFIX}")
+        # os.open with mode 0o666 applies the process umask, as open() does (mkstemp would force 0600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -84,14 +97,32 @@ class LocalStorage:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def size(self, key: str) -> int | None:
+        """The size of `key` in bytes, or None when it does not exist."""
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def remove_partials(self, prefix: str = "") -> list[str]:
+        """Delete the temporary files of interrupted writes directly in folder `prefix`; return their names.
+
+        Call it only while no other process writes there: a concurrent writer would lose its file.
+        """
+        folder = self._path(prefix) if prefix else self.root
+        if not folder.is_dir():
+            return []
+        removed = sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(PARTIAL_SUFFIX))
+        for name in removed:
+            (folder / name).unlink(missing_ok=True)
+        return removed
 
     def check_writable(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +156,9 @@ def _s3_client():
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.client("s3", config=config)
+    # A new session, not boto3's default one: that caches the credentials it first found, so
+    # reset_s3_client() would not pick up changed AWS_* variables.
+    return boto3.session.Session().client("s3", config=config)
 
 
 @dataclass(frozen=True)
@@ -147,13 +180,10 @@ class S3Storage:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _fail(self, action: str, key: str, error: Exception) -> StorageError:
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS default"
-        return StorageError(
-            f"S3 {action} of s3://{self.bucket}/{self._key(key)} failed (endpoint {endpoint}): {error}. "
-            "Check that the endpoint is reachable, the bucket exists and the credentials in "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY allow it."
-        )
+    def _fail(self, action: str, key: str | None, error: Exception) -> StorageError:
+        """The StorageError for a failed call on `key` (None: the prefix itself), naming the URI and the cause."""
+        uri = f"s3://{self.bucket}/{self._key(key)}" if key else self.uri
+        return StorageError(f"S3 {action} of {uri} failed: {_s3_cause(error, self.bucket)}")
 
     def read_bytes(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -197,9 +227,22 @@ class S3Storage:
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
                 raise StorageError(f"bucket {self.bucket!r} of {self.uri} does not exist; create it first") from None
-            raise self._fail("bucket check", ".", e) from e
+            raise self._fail("bucket check", None, e) from e
         except BotoCoreError as e:
-            raise self._fail("bucket check", ".", e) from e
+            raise self._fail("bucket check", None, e) from e
+
+    def size(self, key: str) -> int | None:
+        """The size of `key` in bytes, or None when it does not exist."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return int(self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail("lookup", key, e) from e
+        except BotoCoreError as e:
+            raise self._fail("lookup", key, e) from e
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -208,6 +251,10 @@ class S3Storage:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (BotoCoreError, ClientError) as e:
             raise self._fail("delete", key, e) from e
+
+    def remove_partials(self, prefix: str = "") -> list[str]:
+        """Nothing to remove: an S3 object appears whole when its PUT completes, or not at all."""
+        return []
 
     def list(self, prefix: str = "") -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -219,11 +266,44 @@ class S3Storage:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
                 keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         except (BotoCoreError, ClientError) as e:
-            raise self._fail("listing", prefix or ".", e) from e
+            raise self._fail("listing", prefix or None, e) from e
         return sorted(keys)
 
     def child(self, key: str) -> "S3Storage":
         return S3Storage(self.bucket, self._key(key))
+
+
+_DENIED_CODES = frozenset(
+    {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+)
+
+
+def _s3_cause(error: Exception, bucket: str) -> str:
+    """What went wrong in a failed S3 call and what to check, for the user."""
+    from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError, PartialCredentialsError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    endpoint = _shared_client().meta.endpoint_url
+    detail = f"({type(error).__name__}: {error})"
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return f"no S3 credentials found {detail}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):
+        return (
+            f"the endpoint {endpoint} is not reachable {detail}; check AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) "
+            "and that the server is up"
+        )
+    code = error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
+    if code in _DENIED_CODES:
+        return (
+            f"access denied by {endpoint} {detail}; the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+            f"are wrong or not allowed to use bucket {bucket!r}"
+        )
+    if code == "NoSuchBucket":
+        return f"bucket {bucket!r} does not exist at {endpoint} {detail}; check the bucket name in the URI, or create it"
+    return (
+        f"{detail} at {endpoint}; check that the endpoint is reachable, the bucket exists and the credentials "
+        "in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY allow it"
+    )
 
 
 _CLIENT = None

@@ -6,6 +6,8 @@ A weights spec is one of:
     torchvision:<WeightsEnum>.<MEMBER>   e.g. torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
                                 resolved to the file name of its release URL inside the cache
                                 directory ($TORCH_HOME/hub/checkpoints, as torchvision itself uses)
+    finetune:<artifact URI>[#<name>]   the weights a `finetune` stage run wrote (see `load_finetuned`):
+                                its final weights, or the named entry of its summary, e.g. #epoch-3
 `.pth`/`.pt` files are read with `torch.load(weights_only=True)`: plain state dicts only, no pickle.
 """
 
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from saliencylab.storage import read_uri
+from saliencylab.storage import join_uri, read_uri
 
 RANDOM = "random"
+FINETUNE_PREFIX = "finetune:"
+FINETUNE_FINAL = "final"  # the summary's name for the weights after the last epoch
 
 
 def cache_dir() -> Path:
@@ -75,7 +80,84 @@ def load_weights(spec: str) -> dict[str, torch.Tensor] | None:
     if spec.startswith("torchvision:"):
         path = _torchvision_file(spec)
         return parse_state_dict(path.read_bytes(), str(path))
+    if spec.startswith(FINETUNE_PREFIX):
+        return load_model_weights(spec).state_dict
     return parse_state_dict(read_uri(spec), spec)
+
+
+@dataclass(frozen=True)
+class FinetunedWeights:
+    """Weights of a `finetune` artifact with what is needed to rebuild the model around them.
+
+    Attributes:
+        state_dict: name -> tensor, the model's full state dict (CPU).
+        num_classes: classes of the box predictor, background included (VOC: 21).
+        source: URI of the weights file.
+        artifact: the artifact as a stage input records it: {"uri", "digest" (sha256 of its manifest)}.
+        warnings: the artifact's manifest warnings (e.g. trained from random weights, synthetic data).
+        summary: the artifact's whole manifest summary (architecture, input_size, classes, recipe, ...).
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    num_classes: int
+    source: str
+    artifact: dict[str, str]
+    warnings: tuple[str, ...]
+    summary: dict
+
+
+def load_finetuned(uri: str, name: str = FINETUNE_FINAL) -> FinetunedWeights:
+    """The weights called `name` of the finished `finetune` artifact at `uri`.
+
+    The artifact's manifest summary lists them as `weights: {name: path relative to the artifact}`
+    (e.g. `"final": "weights/final.safetensors"`) next to `num_classes`.
+
+    Raises:
+        FileNotFoundError: if `uri` holds no finished artifact.
+        ValueError: if it is not a finetune artifact, or has no weights called `name` (the
+            message lists the names it has).
+    """
+    from saliencylab.artifacts import open_artifact  # artifacts -> runner -> ...; only this reader needs it
+
+    artifact = open_artifact(uri)
+    summary = artifact.manifest.summary
+    if artifact.manifest.stage != "finetune" or not isinstance(summary.get("weights"), dict):
+        raise ValueError(f"{uri} is a {artifact.manifest.stage!r} artifact, not a finetune output with weights")
+    if not isinstance(summary.get("num_classes"), int):
+        raise ValueError(f"{uri}: the manifest summary has no integer num_classes; rerun finetune with a current version")
+    if name not in summary["weights"]:
+        raise ValueError(f"{uri} has no weights called {name!r}; it has {sorted(summary['weights'])}")
+    source = join_uri(artifact.storage.uri, summary["weights"][name])
+    return FinetunedWeights(
+        state_dict=parse_state_dict(artifact.storage.read_bytes(summary["weights"][name]), source),
+        num_classes=summary["num_classes"],
+        source=source,
+        artifact=artifact.input_spec,
+        warnings=tuple(artifact.manifest.warnings),
+        summary=summary,
+    )
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """A weights spec resolved for a model builder: state dict (None = random), builder kwargs, warnings."""
+
+    state_dict: dict[str, torch.Tensor] | None
+    builder_kwargs: dict[str, int]
+    warnings: tuple[str, ...] = ()
+
+
+def load_model_weights(spec: str) -> ModelWeights:
+    """`load_weights(spec)` plus what to build the model with.
+
+    For `finetune:<uri>[#name]` the builder kwargs hold the artifact's `num_classes` and the
+    warnings are its manifest's, for the stage using it to pass on; other specs give {} and ().
+    """
+    if not spec.startswith(FINETUNE_PREFIX):
+        return ModelWeights(load_weights(spec), {})
+    uri, _, name = spec.removeprefix(FINETUNE_PREFIX).partition("#")
+    tuned = load_finetuned(uri, name or FINETUNE_FINAL)
+    return ModelWeights(tuned.state_dict, {"num_classes": tuned.num_classes}, tuned.warnings)
 
 
 def random_weights_warning(stage: str, what: str) -> str:

@@ -141,3 +141,23 @@ def test_rerun_with_other_parameters_is_refused(demo_dataset, tmp_path):
     assert (tmp_path / "out" / "_manifest.json").read_bytes() == before
     assert _ingest("-i", str(voc), "-o", out, "--set", "size=64", "--force").exit_code == 0
     assert open_artifact(out).manifest.params["size"] == 64
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--max-pixels", "0", "max_pixels must be >= 1, got 0"),
+        ("--mask-aspect-tolerance", "nan", "mask_aspect_tolerance must be a finite number >= 0"),
+        ("--size", "0", "resize policy 'squash' needs size >= 1"),
+    ],
+)
+def test_parameters_that_fail_every_item_are_refused_up_front(demo_dataset, tmp_path, option, value, message):
+    result = _ingest("-i", str(demo_dataset[0]), "-o", str(tmp_path / "out"), option, value)
+    assert result.exit_code == 2 and message in result.output and "item" not in result.output
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+
+
+def test_summary_counts_notes_and_boxes(demo_dataset, tmp_path):
+    assert _ingest("-i", str(demo_dataset[0]), "-o", str(tmp_path / "out"), "--size", "32").exit_code == 0
+    summary = open_artifact(str(tmp_path / "out")).manifest.summary
+    assert summary == {"samples": 5, "unannotated": 0, "boxes_clipped": 0, "boxes_dropped": 0, "decode_notes": {"L converted to RGB": 1}}

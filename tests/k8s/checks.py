@@ -70,6 +70,8 @@ CORE_KEYS: dict[str, set[str]] = {
     "Namespace": TOP,
     "ServiceAccount": TOP | {"automountServiceAccountToken", "imagePullSecrets"},
     "ConfigMap": TOP | {"data", "binaryData", "immutable"},
+    "Secret": TOP | {"type"},  # only token Secrets that the API server fills: never data in a file
+    "NetworkPolicy": TOP | {"spec"},
     "Role": TOP | {"rules"},
     "RoleBinding": TOP | {"roleRef", "subjects"},
     "Deployment": TOP | {"spec"},
@@ -82,6 +84,7 @@ SPEC_KEYS = {
     "Deployment": {"replicas", "selector", "strategy", "template", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds"},
     "Job": {"backoffLimit", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "completions", "parallelism", "template"},
     "Service": {"type", "selector", "ports", "clusterIP", "sessionAffinity", "externalTrafficPolicy"},
+    "NetworkPolicy": {"podSelector", "policyTypes", "ingress", "egress"},
 }
 POD_SPEC_KEYS = {
     "affinity", "automountServiceAccountToken", "containers", "dnsPolicy", "enableServiceLinks", "hostAliases",
@@ -124,6 +127,14 @@ def check_core(doc: dict[str, Any], where: str) -> list[str]:
         template = spec.get("template", {})
         problems += _unknown(template, {"metadata", "spec"}, f"{where}.spec.template")
         problems += check_pod_spec(template.get("spec", {}), f"{where}.spec.template.spec")
+    if kind == "NetworkPolicy":
+        problems += roundtrip(models.LabelSelector, spec.get("podSelector", {}), f"{where}.spec.podSelector")
+        for i, rule in enumerate(spec.get("ingress", [])):
+            problems += _unknown(rule, {"from", "ports"}, f"{where}.spec.ingress[{i}]")
+            for j, peer in enumerate(rule.get("from", [])):
+                problems += _unknown(peer, {"podSelector", "namespaceSelector", "ipBlock"}, f"{where}.spec.ingress[{i}].from[{j}]")
+                problems += [p for k in ("podSelector", "namespaceSelector") if k in peer for p in roundtrip(models.LabelSelector, peer[k], f"{where}.ingress[{i}].from[{j}].{k}")]
+            problems += [p for j, port in enumerate(rule.get("ports", [])) for p in _unknown(port, {"protocol", "port", "endPort"}, f"{where}.ingress[{i}].ports[{j}]")]
     if kind == "Service":
         problems += [p for i, port in enumerate(spec.get("ports", [])) for p in roundtrip(models.ServicePort, port, f"{where}.spec.ports[{i}]")]
     if kind == "Role":

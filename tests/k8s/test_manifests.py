@@ -125,12 +125,12 @@ PLANTS = {
         "unknown key",
     ),
     "gpu as a number": (lambda d: d["spec"]["templates"][1]["container"]["resources"]["limits"].__setitem__("nvidia.com/gpu", 1), "invalid"),
-    "depends typo": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][1].__setitem__("depends", "wroker"), "depends on unknown task"),
-    "undeclared parameter": (lambda d: d["spec"]["templates"][2]["container"]["args"].append("{{inputs.parameters.outptu}}"), "is not declared"),
-    "unknown template": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][1].__setitem__("template", "mrege"), "unknown template"),
-    "missing input": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][1]["arguments"].__setitem__("parameters", []), "required input"),
+    "depends typo": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][2].__setitem__("depends", "wroker"), "depends on unknown task"),
+    "undeclared parameter": (lambda d: d["spec"]["templates"][3]["container"]["args"].append("{{inputs.parameters.outptu}}"), "is not declared"),
+    "unknown template": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][2].__setitem__("template", "mrege"), "unknown template"),
+    "missing input": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][2]["arguments"].__setitem__("parameters", []), "required input"),
     "misnamed argument": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][0]["arguments"]["parameters"][0].__setitem__("name", "imgs"), "unknown input"),
-    "item outside a loop": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][1].__setitem__("when", "{{item}} == 1"), "without withItems"),
+    "item outside a loop": (lambda d: d["spec"]["templates"][0]["dag"]["tasks"][2].__setitem__("when", "{{item}} == 1"), "without withItems"),
 }
 
 
@@ -138,7 +138,7 @@ PLANTS = {
 def test_a_planted_typo_is_caught(plant):
     docs = copy.deepcopy(argo_documents())
     ingest = next(d for d in docs if d["metadata"]["name"] == template_name(STAGES[0]))
-    assert [t["name"] for t in ingest["spec"]["templates"]] == ["sharded", "worker", "merge"]
+    assert [t["name"] for t in ingest["spec"]["templates"]] == ["sharded", "worker", "worker-other-node", "merge", "outcome"]
     mutate, expected = PLANTS[plant]
     mutate(ingest)
     problems = check_document(ingest, "planted") + lint_argo(docs)
@@ -181,11 +181,13 @@ def test_every_pod_runs_non_root_read_only_without_capabilities_and_pinned():
             assert c["command"], f"{where}: always set command (the emissary executor must not look up the image)"
             name, _, tag = c["image"].rpartition(":")
             assert name and tag and tag != "latest" and "/" not in tag, f"{where}: image {c['image']} is not pinned"
+            assert c.get("imagePullPolicy") == "IfNotPresent", f"{where}: imagePullPolicy must be explicit (tags are immutable)"
 
 
 def test_no_credentials_in_the_manifests():
     for where, doc in all_documents():
-        assert doc.get("kind") != "Secret", f"{where}: Secrets are created by the user, never committed"
+        if doc.get("kind") == "Secret":  # a ServiceAccount token the API server fills in; nothing else
+            assert doc["type"] == "kubernetes.io/service-account-token" and not {"data", "stringData"} & set(doc), where
     for where, _, containers in pod_specs():
         for env in (e for c in containers for e in c.get("env", [])):
             if re.search(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", env["name"]):
@@ -197,12 +199,15 @@ def test_stage_template_follows_the_registry(spec):
     wt = workflow_templates()[template_name(spec)]
     templates = {t["name"]: t for t in wt["spec"]["templates"]}
     worker, merge = templates["worker"], templates["merge"]
-    assert worker["container"]["command"] == ["saliencylab", spec.name]
+    assert worker["container"]["command"][-2:] == ["saliencylab", spec.name]
+    assert worker["container"]["image"].split(":")[0] == image_name(spec) == ("saliencylab-gpu" if spec.gpu else "saliencylab-cpu")
     assert merge["container"]["command"] == ["saliencylab", "merge"]
-    assert worker["container"]["resources"]["requests"] == {"cpu": spec.cpu, "memory": spec.memory}
+    assert worker["container"]["resources"]["requests"]["cpu"] == spec.cpu
+    assert worker["container"]["resources"]["requests"]["memory"] == "{{inputs.parameters.memory}}"
+    assert next(p for p in worker["inputs"]["parameters"] if p["name"] == "memory")["default"] == spec.memory
     assert [p["name"] for p in worker["inputs"]["parameters"]][: len(spec.inputs)] == list(spec.inputs)
     gpu = worker["container"]["resources"]["limits"].get("nvidia.com/gpu")
-    assert gpu == ("1" if spec.gpu else None)
+    assert gpu == (str(spec.gpus) if spec.gpu else None)
     assert ("synchronization" in worker) == ("podSpecPatch" in worker) == spec.gpu
     assert "nvidia.com/gpu" not in merge["container"]["resources"]["limits"]
     for t in (worker, merge):
@@ -224,10 +229,16 @@ def test_gpu_pod_spec_patch_is_a_valid_partial_pod_spec():
 # ---------------------------------------------------------------------------------- the CLI
 
 
+WORKFLOW_VALUES = {"workflow.name": "saliencylab-study-x7k2p", "workflow.status": "Failed", "workflow.failures": "[]", "workflow.duration": "12.5"}
+
+
 def _sample_argv(template: dict) -> list[str]:
-    defaults = {p["name"]: p.get("default", "s3://bucket/sample") for p in template["inputs"]["parameters"]}
-    argv = template["container"]["command"][1:] + template["container"]["args"]
-    return [PLACEHOLDER.sub(lambda m: defaults[m.group(2)], a) for a in argv]
+    defaults = {p["name"]: p.get("default", "s3://bucket/sample") for p in template.get("inputs", {}).get("parameters", [])}
+    command = template["container"]["command"]
+    command = command[command.index("saliencylab") :]  # a multi-GPU worker runs it under torchrun
+    argv = command[1:] + template["container"]["args"]
+    argv = [PLACEHOLDER.sub(lambda m: defaults.get(m.group(2), "s3://bucket/run") if m.group(1) == "inputs" else "s3://bucket/run", a) for a in argv]
+    return [re.sub(r"\{\{(workflow\.\w+)\}\}", lambda m: WORKFLOW_VALUES[m.group(1)], a) for a in argv]
 
 
 def test_every_container_command_line_is_accepted_by_the_cli():
@@ -291,7 +302,7 @@ def test_pipeline_dag_follows_the_study_steps():
     detectors = _detectors()
     steps = study_steps(detectors)
     human_only = {s.name for s in steps} - {s.name for s in study_steps(detectors, human_masks=False)}
-    for dag in pipeline()["spec"]["templates"]:
+    for dag in (t for t in pipeline()["spec"]["templates"] if "dag" in t):
         tasks = {t["name"]: t for t in dag["dag"]["tasks"]}
         for number, step in enumerate(steps):
             task = tasks[task_name(step.name)]
@@ -333,12 +344,12 @@ def test_dockerfile_passes_hadolint(path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dockerfile_bases_are_pinned_and_stage_targets_run_their_stage():
+def test_dockerfile_base_is_pinned_by_digest_in_a_variable_and_both_images_share_it():
     text = (REPO / "images/Dockerfile").read_text()
-    for base in dockerfile_bases(text):
-        assert base == "base" or re.search(r":\d[\w.-]*$|@sha256:", base), f"unpinned base image {base}"
-    for spec in STAGES:
-        assert f'FROM base AS {spec.name}\nENTRYPOINT ["saliencylab", "{spec.name}"]' in text
+    (default,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.MULTILINE)
+    assert re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", default), default
+    assert dockerfile_bases(text) == ["${PYTHON_IMAGE}", "runtime", "runtime"]
+    assert dockerfile_targets(text) == ["runtime", "cpu", "gpu"]
 
 
 def load_bake() -> dict:
@@ -352,13 +363,13 @@ def test_bake_file_targets_exist_in_the_dockerfile():
     variables = {name for block in bake["variable"] for name in block}
     assert {"REGISTRY", "TAG", "GIT_SHA"} <= variables
     (group,) = [b["default"] for b in bake["group"] if "default" in b]
-    assert group["targets"] == STAGE_NAMES
+    assert group["targets"] == ["cpu", "gpu"]
     common = targets["_common"]
     context = REPO / common["context"]
     dockerfile = context / common["dockerfile"]  # relative to the context
     assert context.is_dir() and dockerfile.is_file()
     stages_in_dockerfile = dockerfile_targets(dockerfile.read_text())
-    for name in STAGE_NAMES:
+    for name in ("cpu", "gpu"):
         assert targets[name]["inherits"] == ["_common"]
         assert targets[name]["target"] == name and name in stages_in_dockerfile
         assert targets[name]["tags"] == [f"${{REGISTRY}}/saliencylab-{name}:${{TAG}}"]
@@ -376,11 +387,12 @@ def test_committed_files_equal_a_fresh_render():
 
 def test_registry_templates_bake_targets_and_dockerfile_targets_agree():
     wts = {n.removeprefix("saliencylab-") for n, wt in workflow_templates().items() if wt["metadata"]["labels"]["app.kubernetes.io/component"] == "stage"}
+    assert set(STAGE_NAMES) == wts
     bake = {name for block in load_bake()["target"] for name in block if not name.startswith("_")}
-    dockerfile = set(dockerfile_targets((REPO / "images/Dockerfile").read_text())) - {"base"}
+    dockerfile = set(dockerfile_targets((REPO / "images/Dockerfile").read_text())) - {"runtime"}
     images = {i["name"].removeprefix("saliencylab-") for i in load_documents(REPO / "k8s/kustomization.yaml")[0]["images"]}
-    assert set(STAGE_NAMES) == wts == bake == dockerfile == images
-    assert all(image_name(s) == f"saliencylab-{s.name}" for s in STAGES)
+    used = {c["container"]["image"].split(":")[0].removeprefix("saliencylab-") for _, c in container_templates()}
+    assert bake == dockerfile == images == used == {"cpu", "gpu"}
 
 
 # ------------------------------------------------------------- the wiring, run locally
@@ -406,7 +418,9 @@ def test_the_first_pipeline_task_runs_locally_as_argo_would_run_it(demo_dataset,
     task = pipeline()["spec"]["templates"][0]["dag"]["tasks"][0]
     templates = {t["name"]: t for t in workflow_templates()[task["templateRef"]["name"]]["spec"]["templates"]}
     sharded = _with_defaults(templates["sharded"], _arguments(task, workflow, {}))
-    worker_task, merge_task = templates["sharded"]["dag"]["tasks"]
+    worker_task, other_node_task, merge_task = templates["sharded"]["dag"]["tasks"]
+    assert _substitute(worker_task["when"], workflow, sharded) == "false == false"  # the default: retries reschedule anywhere
+    assert _substitute(other_node_task["when"], workflow, sharded) == "false == true"
     runner = CliRunner()
     for item in range(int(_substitute(worker_task["withSequence"]["count"], workflow, sharded))):
         inputs = _with_defaults(templates["worker"], _arguments(worker_task, workflow, sharded, str(item)))

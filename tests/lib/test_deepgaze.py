@@ -16,6 +16,7 @@ from torch import nn
 from saliencylab.checkpoints import load_state_dict_strict, state_dict_layout
 from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, check_image_range, uniform_centerbias
 from saliencylab.deepgaze.efficientnet import static_same_padding
+from saliencylab.deepgaze.inputs import check_image
 from saliencylab.deepgaze.finalizer import (
     Finalizer,
     blur_after_nearest_matrices,
@@ -177,6 +178,18 @@ def test_image_range_guard():
         check_image_range(torch.full((1, 3, 8, 8), float("nan")))
     with pytest.raises(TypeError, match="floating-point"):
         check_image_range(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_single_image_guard_names_no_batch_index():
+    check_image(_images(1, 64, 64)[0])
+    with pytest.raises(ValueError, match=r"^image is black or \[0, 1\]-scaled: its maximum is 0 <= 1.001"):
+        check_image(torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match=r"shape \(3, H, W\), got \(1, 3, 64, 64\)"):
+        check_image(_images(1, 64, 64))
+    with pytest.raises(ValueError, match="at least 64x64"):
+        check_image(_images(1, 32, 64)[0])
+    with pytest.raises(ValueError, match="NaN"):
+        check_image(torch.full((3, 64, 64), float("inf")))
 
 
 def test_forward_refuses_bad_images_and_centre_bias(model):

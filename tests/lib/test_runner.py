@@ -1,11 +1,15 @@
-"""The stage contract on a toy stage: resume, refuse conflicts, split across workers, quarantine."""
+"""The stage contract on a toy stage: resume, refuse conflicts, split across workers, quarantine, run hygiene."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 
 import pytest
 
+from saliencylab import __version__
 from saliencylab.artifacts import open_artifact
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardSelection, StageError, merge, plan_tasks, run_stage
 from saliencylab.storage import LocalStorage
@@ -110,3 +114,123 @@ def test_tampered_input_shard_is_detected(tmp_path):
     (tmp_path / "shard-000000.tar").write_bytes(b"x")
     with pytest.raises(StageError, match="does not match the sha256"):
         list(open_artifact(str(tmp_path)).samples("shard-000000.tar"))
+
+
+def _listing(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_force_removes_every_shard_and_part_of_the_old_run(tmp_path):
+    out = LocalStorage(tmp_path)
+    run_stage(out, _request(items=(1, 2, 3, 4, 5, 6, 7)), _process)  # 4 shards
+    (tmp_path / "shard-000009.tar").write_bytes(b"orphan of a killed run")
+    manifest = run_stage(out, _request({"p": 2}, items=(1, 2)), _process, force=True)
+    assert [s.name for s in manifest.shards] == ["shard-000000.tar"]
+    assert _listing(tmp_path) == ["_manifest.json", "_parts/shard-000000.json", "_run.json", "shard-000000.tar"]
+    assert sorted(open_artifact(str(tmp_path)).key_index()) == ["n1", "n2"]
+
+
+def test_merge_verifies_each_shard_against_its_part_record(tmp_path):
+    out = LocalStorage(tmp_path)
+    for i in range(2):
+        run_stage(out, _request(), _process, selection=ShardSelection(i, 2))
+    shard = tmp_path / "shard-000001.tar"
+    good = shard.read_bytes()
+    for damage, message in (
+        (lambda: shard.write_bytes(good[:-1] + bytes([good[-1] ^ 1])), "shard-000001.tar: sha256 differs"),
+        (lambda: shard.write_bytes(good + b"x"), f"shard-000001.tar: {len(good) + 1} bytes, recorded {len(good)}"),
+        (shard.unlink, "shard-000001.tar: missing"),
+    ):
+        damage()
+        with pytest.raises(StageError, match=message):
+            merge(out)
+        assert not out.exists("_manifest.json")
+    CALLS.clear()
+    run_stage(out, _request(), _process, selection=ShardSelection(1, 2))  # the worker recomputes it
+    assert CALLS == ["shard-000001.tar"] and shard.read_bytes() == good
+    assert merge(out).num_samples == 5
+
+
+def test_a_complete_output_is_checked_before_it_counts_as_complete(tmp_path, capsys):
+    out = LocalStorage(tmp_path)
+    manifest = run_stage(out, _request(), _process)
+    (tmp_path / "shard-000001.tar").unlink()
+    CALLS.clear()
+    assert run_stage(out, _request(), _process).to_json() == manifest.to_json()
+    assert CALLS == ["shard-000001.tar"] and "shard-000001.tar: missing" in capsys.readouterr().err
+    # A change that keeps the size is found by the sha256 check of --verify only.
+    shard = tmp_path / "shard-000002.tar"
+    good = shard.read_bytes()
+    shard.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    CALLS.clear()
+    run_stage(out, _request(), _process)
+    assert CALLS == []
+    assert run_stage(out, _request(), _process, verify=True).to_json() == manifest.to_json()
+    assert CALLS == ["shard-000002.tar"] and shard.read_bytes() == good
+
+
+def test_code_version_is_recorded_and_resume_refuses_other_code(tmp_path, monkeypatch):
+    out = LocalStorage(tmp_path)
+    monkeypatch.setenv("SALIENCYLAB_GIT_SHA", "a" * 40)
+    run_stage(out, _request(), _process, selection=ShardSelection(0, 2))
+    assert json.loads(out.read_bytes("_parts/shard-000000.json"))["code_version"] == f"{__version__}+{'a' * 40}"
+    monkeypatch.setenv("SALIENCYLAB_GIT_SHA", "b" * 40)
+    CALLS.clear()
+    with pytest.raises(StageError, match=rf"written by other code \({re.escape(__version__)}\+a{{40}}: 2 shard.*this is code {re.escape(__version__)}\+b{{40}}"):
+        run_stage(out, _request(), _process)
+    assert CALLS == [] and not out.exists("shard-000001.tar")  # refused before computing anything
+    manifest = run_stage(out, _request(), _process, allow_mixed_code=True)
+    assert manifest.code_version == f"{__version__}+{'b' * 40}"
+    assert manifest.mixed_code == {
+        f"{__version__}+{'a' * 40}": ["shard-000000.tar", "shard-000002.tar"],
+        f"{__version__}+{'b' * 40}": ["shard-000001.tar"],
+    }
+    assert any("2 code versions" in w for w in manifest.warnings)
+
+
+def test_merge_refuses_workers_of_different_code_unless_allowed(tmp_path, monkeypatch):
+    out = LocalStorage(tmp_path)
+    for i, sha in enumerate(("a" * 40, "b" * 40)):
+        monkeypatch.setenv("SALIENCYLAB_GIT_SHA", sha)
+        run_stage(out, _request(), _process, selection=ShardSelection(i, 2))
+    with pytest.raises(StageError, match=r"different code \(.*\+a{40}: 2 shard\(s\), e.g. shard-000000.tar; .*\+b{40}: 1 shard.*--allow-mixed-code"):
+        merge(out)
+    assert merge(out, allow_mixed_code=True).mixed_code[f"{__version__}+{'b' * 40}"] == ["shard-000001.tar"]
+    # Uniform parts: the manifest names the code that wrote them, and a complete output is kept as is.
+    uniform = LocalStorage(tmp_path / "uniform")
+    run_stage(uniform, _request(), _process)
+    monkeypatch.setenv("SALIENCYLAB_GIT_SHA", "c" * 40)
+    assert run_stage(uniform, _request(), _process).code_version == f"{__version__}+{'b' * 40}"
+
+
+def test_leftover_partials_are_removed_by_the_next_run_or_the_merge(tmp_path):
+    out = LocalStorage(tmp_path)
+    (tmp_path / "_parts").mkdir(parents=True)
+    leftovers = [tmp_path / ".shard-000001.tar.0123abcd.partial", tmp_path / "_parts" / ".shard-000001.json.4567.partial"]
+    for path in leftovers:
+        path.write_bytes(b"cut short by a kill")
+    run_stage(out, _request(), _process, selection=ShardSelection(0, 2))
+    assert all(p.exists() for p in leftovers)  # another worker might be writing them
+    run_stage(out, _request(), _process, selection=ShardSelection(1, 2))
+    merge(out)
+    assert not any(p.exists() for p in leftovers)
+    leftovers[0].write_bytes(b"again")
+    run_stage(out, _request(), _process)
+    assert not leftovers[0].exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_files_are_created_with_the_process_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        run_stage(LocalStorage(tmp_path), _request(), _process)
+    finally:
+        os.umask(previous)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*") if p.is_file()}
+    assert modes == {0o666 & ~umask}
+
+
+def test_an_invalid_error_policy_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match=r"--on-error must be one of \('fail', 'skip'\), got 'ignore'"):
+        run_stage(LocalStorage(tmp_path / "out"), _request(), _process, on_error="ignore")
+    assert not (tmp_path / "out").exists()

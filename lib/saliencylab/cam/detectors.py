@@ -119,8 +119,8 @@ def build_detector(
     Args:
         name: a registry name (see `DETECTOR_NAMES`) or a `DetectorSpec`.
         state_dict: name → tensor with exactly the model's keys and shapes, e.g. from
-            `saliencylab.weights.load_weights`; None keeps the random init (seed it with
-            `torch.manual_seed` beforehand for reproducible weights). Not modified.
+            `saliencylab.weights.load_weights`; None keeps the random init (build inside
+            `saliencylab.seeding.seeded_init` for reproducible weights). Not modified.
         **builder_kwargs: passed to the spec's builder, e.g. `num_classes=21` for torchvision
             detectors, `num_classes` for yolov5s, `num_labels` for detr.
 

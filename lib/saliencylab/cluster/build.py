@@ -1,47 +1,87 @@
-"""images/Dockerfile and docker-bake.hcl: one `base` image and one target per stage of the registry."""
+"""images/Dockerfile and docker-bake.hcl: a CPU and a GPU image of the package, from one Dockerfile."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from saliencylab import __version__
-from saliencylab.cluster.common import HEADER, REGISTRY, UID, comment_lines, image_name
+from saliencylab.cluster.common import CPU_IMAGE, GPU_IMAGE, HEADER, REGISTRY, UID, comment_lines
 from saliencylab.stages import StageSpec
 
-BASE_IMAGE = "python:3.11.14-slim-bookworm"
-CUDA_STACK = ("torch", "torchvision")  # ~5.5 GB with their nvidia-* wheels: a layer of their own
+# The base, pinned by the digest of its multi-platform index (as published for this tag; confirm a
+# new one with `docker buildx imagetools inspect python:<tag>`). A bake variable overrides it.
+BASE_IMAGE = "python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d"
+CUDA_STACK = ("torch", "torchvision")  # the requirements whose wheels differ between the two images
+# Lock entries that belong to the CUDA build of torch (its CUDA wheels): only the GPU image has them.
+GPU_ONLY = r"^((torch|torchvision|triton)==|(nvidia|cuda)-)"
+CPU_WHEELS = "https://download.pytorch.org/whl/cpu"  # torch's CPU-only wheels (no CUDA libraries)
 CONSTRAINTS = "images/constraints.txt"  # the dependency lock (lib/saliencylab/lock.py), relative to the build context
+PIP_CACHE = "--mount=type=cache,target=/root/.cache/pip,sharing=locked"  # the builds run as root; the cache stays out of the layers
+LOCK = f"--mount=type=bind,source={CONSTRAINTS},target=/tmp/constraints.txt"
 
 
 def _requirement_name(requirement: str) -> str:
     return re.match(r"[A-Za-z0-9_.\-]+", requirement).group(0).lower()
 
 
+def _package_layers() -> str:
+    """The tail of both images: the package from a bind mount, a dependency check, the commit, the user."""
+    return f"""# The package itself, from a bind mount of the build context (.dockerignore keeps only
+# pyproject.toml, lib/, jobs/ and the lock); no copy of the source stays in the image. `pip check`
+# fails the build if the layers above do not satisfy every requirement.
+RUN --mount=type=bind,target=/src,rw {PIP_CACHE} \\
+    pip install --no-deps /src \\
+ && pip check
+
+# Last, so that a new commit rebuilds no layer; recorded in every manifest's code_version and
+# equal to the image's tag (make images, docker-bake.hcl).
+ARG SALIENCYLAB_GIT_SHA=""
+ENV SALIENCYLAB_GIT_SHA=${{SALIENCYLAB_GIT_SHA}}
+LABEL org.opencontainers.image.revision=${{SALIENCYLAB_GIT_SHA}}
+
+USER {UID}:{UID}
+WORKDIR /work
+ENTRYPOINT ["saliencylab"]
+CMD ["--help"]
+"""
+
+
 def render_dockerfile(dependencies: Sequence[str], stages: Sequence[StageSpec]) -> str:
-    """images/Dockerfile: the base image with `dependencies` (pyproject's runtime requirements) and a target per stage."""
+    """images/Dockerfile: `runtime` (shared layers), then the targets `cpu` and `gpu`.
+
+    Args:
+        dependencies: pyproject's runtime requirements; those named in CUDA_STACK install per image.
+        stages: the registry, listed in the header with the image each stage's workers run.
+    """
     cuda = [d for d in dependencies if _requirement_name(d) in CUDA_STACK]
-    rest = [d for d in dependencies if _requirement_name(d) not in CUDA_STACK]
-    quoted = lambda reqs: " ".join(f'"{r}"' for r in reqs)  # noqa: E731
-    wrapped = lambda reqs: " \\\n".join(f'    "{r}"' for r in reqs)  # noqa: E731
-    targets = "\n".join(f"  {s.name:<10} ENTRYPOINT saliencylab {s.name}  ({'GPU' if s.gpu else 'CPU'})" for s in stages)
+    if len(cuda) != len(CUDA_STACK):
+        raise ValueError(f"pyproject.toml must require each of {CUDA_STACK} (the images install them per target)")
+    quoted = " ".join(f'"{r}"' for r in cuda)
+    by_image = "\n".join(f"  {s.name:<12} {GPU_IMAGE if s.gpu else CPU_IMAGE}" for s in stages)
     header = f"""{HEADER}
 
-One image per stage, all built on `base` (build them with `docker buildx bake`, docker-bake.hcl):
-  base       the saliencylab package, non-root (UID {UID}), offline; ENTRYPOINT saliencylab
-{targets}
+Two images, built with `docker buildx bake` (docker-bake.hcl) from the targets below:
+  cpu   {CPU_IMAGE}: torch's CPU-only wheels ({CPU_WHEELS}), no CUDA library
+  gpu   {GPU_IMAGE}: torch's PyPI wheels with their CUDA 13 user-space libraries (nvidia-*)
+Both carry the whole package; a pod's command picks the stage (saliencylab <stage>). Stage workers:
+{by_image}
+Merges and the exit handler run {CPU_IMAGE}.
 
-Base: {BASE_IMAGE}, not nvidia/cuda. The PyPI wheels of torch bundle the
-CUDA 13 user-space libraries (the nvidia-* wheels, ~3 GB); a CUDA base image would ship a second
-copy. The driver (>= 580 for CUDA 13) is mounted by the NVIDIA container runtime on GPU nodes.
-NVIDIA_VISIBLE_DEVICES is left unset on purpose: the device plugin (or `docker run --gpus`) sets
-it, so a container that did not ask for a GPU never sees one.
+Layers: `runtime` (user, environment, and every pin of the lock except torch's CUDA stack,
+installed without resolution) is shared by both images; each target adds its torch build, then
+the package. A change to the package rebuilds only the last, small layer. pip downloads go to a
+BuildKit cache mount, so a pin change does not download torch again.
 
-The three pip layers are separate on purpose (hence the DL3059 ignores): a change to the package
-rebuilds and pushes only the last, small one; the CUDA stack moves only with the torch pin."""
-    stages = "".join(f'\nFROM base AS {s.name}\nENTRYPOINT ["saliencylab", "{s.name}"]\nCMD ["--help"]\n' for s in stages)
+Base: pinned by digest in the PYTHON_IMAGE argument (a bake variable). Not nvidia/cuda: the
+PyPI wheels bundle the CUDA user-space libraries; the driver (>= 580 for CUDA 13) is mounted by
+the NVIDIA container runtime on GPU nodes. NVIDIA_VISIBLE_DEVICES is left unset on purpose: the
+device plugin (or `docker run --gpus`) sets it, so a container that did not ask for a GPU never
+sees one."""
+    tail = _package_layers()
     return f"""{comment_lines(header)}
-FROM {BASE_IMAGE} AS base
+ARG PYTHON_IMAGE={BASE_IMAGE}
+
+FROM ${{PYTHON_IMAGE}} AS runtime
 
 # A fixed non-root user. Caches live under /cache: a volume in the cluster (emptyDir) and in
 # `make run-stage` (the host's ~/.cache), so the root filesystem can be read-only.
@@ -65,72 +105,67 @@ ENV VIRTUAL_ENV=/opt/venv \\
     MPLCONFIGDIR=/cache/matplotlib \\
     NUMBA_CACHE_DIR=/cache/numba
 
-# Every pip layer installs at the exact versions of images/constraints.txt (`make lock`, lib/saliencylab/lock.py),
-# the versions the test suite runs with; it is bind-mounted, not copied.
-
-# Layer 1, the largest: the CUDA stack.
-RUN --mount=type=bind,source={CONSTRAINTS},target=/tmp/constraints.txt \\
+# The lock (images/constraints.txt, `make lock`) is the whole runtime closure at the versions the
+# test suite runs with; it is bind-mounted, not copied. Shared by both images: every pin but torch's.
+RUN {LOCK} {PIP_CACHE} \\
     python -m venv /opt/venv \\
- && pip install --no-cache-dir -c /tmp/constraints.txt {quoted(cuda)}
+ && grep -v -E '^#|{GPU_ONLY}' /tmp/constraints.txt > /tmp/shared.txt \\
+ && pip install --no-deps -r /tmp/shared.txt \\
+ && rm /tmp/shared.txt
 
-# Layer 2: the other runtime dependencies of pyproject.toml (no test extras); the torch pins are
-# repeated so that no resolution can move them.
-# hadolint ignore=DL3059
-RUN --mount=type=bind,source={CONSTRAINTS},target=/tmp/constraints.txt \\
-    pip install --no-cache-dir -c /tmp/constraints.txt \\
-{wrapped(rest + cuda)}
+FROM runtime AS cpu
+# torch's CPU build: the same version (2.x.y+cpu satisfies ==2.x.y), from PyTorch's CPU index.
+RUN {LOCK} {PIP_CACHE} \\
+    pip install --no-deps --index-url {CPU_WHEELS} -c /tmp/constraints.txt {quoted}
 
-# Layer 3, small: the package itself, from a bind mount of the build context (.dockerignore keeps
-# only pyproject.toml, lib/, jobs/ and the lock); no copy of the source stays in the image.
-# hadolint ignore=DL3059
-RUN --mount=type=bind,target=/src,rw pip install --no-cache-dir --no-deps /src
+{tail}
+FROM runtime AS gpu
+# torch's PyPI build and its CUDA wheels, at the lock's versions.
+RUN {LOCK} {PIP_CACHE} \\
+    grep -E '{GPU_ONLY}' /tmp/constraints.txt > /tmp/gpu.txt \\
+ && pip install --no-deps -r /tmp/gpu.txt \\
+ && rm /tmp/gpu.txt
 
-# Last, so that a new commit rebuilds no layer; recorded in every manifest's code_version.
-ARG SALIENCYLAB_GIT_SHA=""
-ENV SALIENCYLAB_GIT_SHA=${{SALIENCYLAB_GIT_SHA}}
-LABEL org.opencontainers.image.revision=${{SALIENCYLAB_GIT_SHA}}
+{tail}"""
 
-USER {UID}:{UID}
-WORKDIR /work
-ENTRYPOINT ["saliencylab"]
-CMD ["--help"]
-{stages}"""
+
+def _variable(name: str, default: str, pattern: tuple[str, str] | None = None) -> str:
+    """A bake variable; with `pattern` = (regex, message), bake (>= 0.18) refuses a value that does not match."""
+    check = ""
+    if pattern:
+        regex, message = pattern
+        check = f'  validation {{\n    condition     = length(regexall("{regex}", {name})) == 1\n    error_message = "{message}"\n  }}\n'
+    return f'variable "{name}" {{\n  default = "{default}"\n{check}}}\n'
 
 
 def render_bake(stages: Sequence[StageSpec]) -> str:
-    """docker-bake.hcl: one target per stage, all in group \"default\"."""
-    targets = ", ".join(f'"{s.name}"' for s in stages)
+    """docker-bake.hcl: the targets cpu and gpu in group "default", tagged with the commit, with attestations."""
+    del stages  # every stage runs one of the two images: the targets do not depend on the registry
     header = f"""{HEADER}
 
-Build every stage image of images/Dockerfile (variables come from the environment):
-  docker buildx bake                  # REGISTRY={REGISTRY} TAG={__version__}, into the builder's cache
-  REGISTRY=ghcr.io/<org> TAG=$(git rev-parse --short HEAD) GIT_SHA=$(git rev-parse HEAD) \\
-    CACHE_REF=ghcr.io/<org>/saliencylab-buildcache:main docker buildx bake --push   # CI"""
-    stage_targets = "".join(
-        f'\ntarget "{s.name}" {{\n  inherits = ["_common"]\n  target   = "{s.name}"\n'
-        f'  tags     = ["${{REGISTRY}}/{image_name(s)}:${{TAG}}"]\n}}\n'
-        for s in stages
+Build both images of images/Dockerfile (variables come from the environment; buildx >= 0.18):
+  make images                         # GIT_SHA=$(git rev-parse HEAD), TAG=GIT_SHA, REGISTRY={REGISTRY}
+  make images BAKE_FLAGS=--push REGISTRY=ghcr.io/<org> CACHE_REF=ghcr.io/<org>/saliencylab-buildcache:main
+Tags are the full commit: an image's tag, its revision label and the code_version of every
+artifact it writes name the same commit. --metadata-file (make images) records the digests that
+`make manifests` pins in k8s/kustomization.yaml. Every image gets an SBOM and a provenance attestation."""
+    targets = "".join(
+        f'\ntarget "{flavour}" {{\n  inherits = ["_common"]\n  target   = "{flavour}"\n  tags     = ["${{REGISTRY}}/{image}:${{TAG}}"]\n}}\n'
+        for flavour, image in (("cpu", CPU_IMAGE), ("gpu", GPU_IMAGE))
     )
     return f"""{comment_lines(header)}
-variable "REGISTRY" {{
-  default = "{REGISTRY}"
-}}
-
-variable "TAG" {{
-  default = "{__version__}"
-}}
-
-variable "GIT_SHA" {{
-  default = ""
-}}
-
+{_variable("REGISTRY", REGISTRY)}
+# The commit being built: the images' tag and the SALIENCYLAB_GIT_SHA of their artifacts.
+{_variable("GIT_SHA", "", ("^[0-9a-f]{40}$", "GIT_SHA must be the full commit being built: GIT_SHA=$(git rev-parse HEAD) docker buildx bake (or make images)."))}
+{_variable("TAG", "${GIT_SHA}")}
+{_variable("PYTHON_IMAGE", BASE_IMAGE, ("@sha256:[0-9a-f]{64}$", "PYTHON_IMAGE must be pinned by digest (name:tag@sha256:...)."))}
 # A registry ref for the layer cache (mode=max); empty (local builds, docker driver) exports none.
 variable "CACHE_REF" {{
   default = ""
 }}
 
 group "default" {{
-  targets = [{targets}]
+  targets = ["cpu", "gpu"]
 }}
 
 target "_common" {{
@@ -138,6 +173,7 @@ target "_common" {{
   dockerfile = "images/Dockerfile"
   platforms  = ["linux/amd64"]
   args = {{
+    PYTHON_IMAGE        = "${{PYTHON_IMAGE}}"
     SALIENCYLAB_GIT_SHA = "${{GIT_SHA}}"
   }}
   labels = {{
@@ -145,7 +181,8 @@ target "_common" {{
     "org.opencontainers.image.version"  = "${{TAG}}"
     "org.opencontainers.image.revision" = "${{GIT_SHA}}"
   }}
+  attest = ["type=sbom", "type=provenance,mode=max"]
   cache-from = CACHE_REF == "" ? [] : ["type=registry,ref=${{CACHE_REF}}"]
   cache-to   = CACHE_REF == "" ? [] : ["type=registry,ref=${{CACHE_REF}},mode=max"]
 }}
-{stage_targets}"""
+{targets}"""

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from saliencylab.cluster.common import render_yaml, template_name
-from saliencylab.cluster.templates import GPU_POD_PATCH, IO_NOTE, param, stage_inputs, template_metadata, workflow_spec
+from saliencylab.cluster.runs import WORKFLOW_DEADLINE_S
+from saliencylab.cluster.templates import GPU_POD_PATCH, IO_NOTE, param, stage_inputs, template_metadata, workflow_deadline, workflow_spec
 from saliencylab.pipeline import STUDY_PRESETS, Step, study_steps
 from saliencylab.stages import STAGES
 
@@ -64,6 +65,7 @@ def _wp(name: str) -> str:
 def _task(step: Step, preset: str, waits_for: list[str], when: str | None) -> dict[str, Any]:
     spec = next(s for s in STAGES if s.name == step.stage)
     values = {"output": f"{_wp(RUN_ROOT)}/{step.name}", "shards": _wp(f"{spec.name}-shards"), "on-error": _wp("on-error")}
+    values.update({"memory": _wp(f"{spec.name}-memory"), "retry-other-node": _wp("retry-other-node")})
     for name, source in step.inputs.items():
         values[name] = _wp(source[1:]) if source.startswith("@") else f"{_wp(RUN_ROOT)}/{source}"
     values["params"] = _params_value(step, preset)
@@ -108,10 +110,14 @@ def render_pipeline(detectors: tuple[str, ...]) -> str:
     if RUN_ROOT not in _externals(steps):
         params.append(param(RUN_ROOT, None, EXTERNAL_HELP[RUN_ROOT], "value"))
     params.append(param("on-error", "fail", "fail, or skip (quarantine bad items in the manifests)", "value"))
+    params.append(param("retry-other-node", "false", "true: retried workers avoid the nodes they failed on", "value", ["false", "true"]))
     params.append(param("gpu-pod-spec-patch", GPU_POD_PATCH, "podSpecPatch of GPU pods: tolerations, nodeSelector of the pool", "value"))
+    used = [s for s in STAGES if any(step.stage == s.name for p in presets for step in steps_by_preset[p])]
+    used_deadlines = [workflow_deadline(s) for s in used]
     for spec in (s for s in STAGES if any(step.stage == s.name for step in steps)):
         params.append(param(f"{spec.name}-shards", "4" if spec.gpu else "1", f"workers per {spec.name} step", "value"))
         params.append(param(f"{spec.name}-params", "", f"{spec.name} parameters over the preset's: key: value pairs, comma-separated", "value"))
+        params.append(param(f"{spec.name}-memory", spec.memory, f"memory of each {spec.name} worker (raise it to rerun after an OOM kill)", "value"))
     params += [param(_weights_param(d), "random", f"{d} weights: path, s3:// URI or torchvision:<Weights>.<NAME>", "value") for d in detectors]
 
     dags = []
@@ -137,11 +143,13 @@ Submit: kubectl -n saliencylab create -f k8s/submit/study.yaml, or
 Fan-out is withSequence over <stage>-shards: items are "0".."n-1", so no shard list sits in the
 workflow status or nears the 256 kB parameter limit; keep steps x shards in the low hundreds for
 the 1 MB workflow object.
+onExit: outcome (saliencylab outcome) writes <run>/_outcome/<workflow>.json: status, failed steps,
+every artifact under the run with its shards and quarantined items.
 {IO_NOTE}"""
     doc = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "WorkflowTemplate",
         "metadata": template_metadata("saliencylab-study", "pipeline", "The saliency study: ingest, CAMs, DeepGaze, compare, report."),
-        "spec": workflow_spec(presets[0], params, dags, parallelism=16),
+        "spec": workflow_spec("saliencylab-study", presets[0], params, dags, deadline_s=max(WORKFLOW_DEADLINE_S, *used_deadlines), parallelism=16),
     }
     return render_yaml(header, doc)
