@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lock demo test bench clean
+.PHONY: setup lock demo demo-augmentation test bench clean
 
 # The runtime dependencies install at the versions of images/constraints.txt, as in the images.
 $(STAMP): pyproject.toml images/constraints.txt
@@ -23,6 +23,9 @@ lock: $(STAMP)  ## re-pin images/constraints.txt to this venv's runtime dependen
 
 demo: $(STAMP)  ## run every built stage on the bundled demo data (CPU, local storage)
 	$(BIN)/saliencylab demo --workdir demo-run
+
+demo-augmentation: $(STAMP)  ## the augmentation study (erase, inpaint, augment, 4 fine-tunes) on a tiny synthetic VOC set, CPU, ~2 min
+	$(BIN)/saliencylab demo --study augmentation --workdir demo-run
 
 test: $(STAMP)  ## run the test suite (starts a local SeaweedFS S3 server for the S3 tests)
 	$(BIN)/python -m pytest -q

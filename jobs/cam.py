@@ -5,6 +5,11 @@ principal component of the target layer's activations with the sign rule of docs
 and min-max scaled. The network runs only as far as the target layer. With `--weights random`
 the detector's initialisation is drawn from `seed`, so reruns, resumes and `--shard i/n` workers
 use the same model.
+
+The optional input `model`, a `finetune` artifact, is the same as `--weights finetune:<its URI>`
+(its final weights) but is a declared input: the manifest records its digest, and a pipeline
+step that reads it waits for the fine-tune (saliencylab.pipeline). `weights` must then stay
+'random' (the default), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from saliencylab.batches import map_image_batches
 from saliencylab.cam import build_detector, eigencam_maps, get_detector
 from saliencylab.config import field
 from saliencylab.devices import pick_device
-from saliencylab.runner import ErrorPolicy, ShardTask
+from saliencylab.runner import ErrorPolicy, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, seeded_init
 from saliencylab.stages import get_stage
-from saliencylab.weights import RANDOM, load_model_weights, random_weights_warning
+from saliencylab.weights import FINETUNE_PREFIX, RANDOM, load_model_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, stage_command
 
@@ -59,7 +64,17 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
     if config.internal_resize != "default":
         spec = replace(spec, internal_resize=config.internal_resize == "on")
     device = pick_device(config.device)
-    weights = load_model_weights(config.weights)  # a finetune artifact also sets num_classes (VOC: 21)
+    recorded = {"images": images.input_spec}
+    weights_spec = config.weights
+    if inputs.get("model"):
+        if config.weights != RANDOM:
+            raise StageError(
+                f"cam got both the model input {inputs['model']} and --weights {config.weights}; "
+                "give one: the model input means --weights finetune:<model URI>"
+            )
+        weights_spec = f"{FINETUNE_PREFIX}{inputs['model']}"
+        recorded["model"] = open_artifact(inputs["model"]).input_spec
+    weights = load_model_weights(weights_spec)  # a finetune artifact also sets num_classes (VOC: 21)
     state = weights.state_dict
     with seeded_init(config.seed, "weights", config.detector):
         model = build_detector(spec, state, **weights.builder_kwargs).to(device)
@@ -82,7 +97,7 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
     warnings = list(images.manifest.warnings) + list(weights.warnings)
     if state is None:
         warnings.append(random_weights_warning("cam", config.detector))
-    return Prepared({"images": images.input_spec}, images.shard_tasks(), process, tuple(warnings))
+    return Prepared(recorded, images.shard_tasks(), process, tuple(warnings))
 
 
 JOB = Job(spec=get_stage("cam"), version="1", config_cls=CamConfig, prepare=prepare)

@@ -113,27 +113,81 @@ def study_command(
     _print_outputs(output, manifests)
 
 
+@app.command("augmentation-study")
+def augmentation_study_command(
+    images: Annotated[str, typer.Option("--images", help="Raw images: a VOCdevkit folder (VOC 2012 with boxes).")],
+    masks: Annotated[str, typer.Option("--masks", help="Human attention masks: their ids are the test set, all other ids the training set.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Run root: a local folder or s3://bucket/runs/<name>.")],
+    preset: Annotated[str, typer.Option("--preset", help="Study configuration (saliencylab.pipeline.AUGMENTATION_PRESETS): paper.")] = "paper",
+    coco_weights: Annotated[
+        str, typer.Option("--coco-weights", help="COCO Faster R-CNN R50-FPN weights (path, s3:// or torchvision:<name>): fine-tune start and erase CAM.")
+    ] = "random",
+    deepgaze_weights: Annotated[Optional[str], typer.Option("--deepgaze-weights", help="deepgaze2e.pth as a path or s3:// URI; default random.")] = None,
+    centerbias: Annotated[Optional[str], typer.Option("--centerbias", help="centerbias_mit1003.npy as a path or s3:// URI; default uniform.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="stage.key=value for every step of that stage, e.g. finetune.epochs=3.")] = [],
+    force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
+) -> None:
+    """Run the augmentation study: erase, inpaint, augment; fine-tune x4, evaluate x4, CAM x4, compare x8, report."""
+    from saliencylab.config import parse_sets
+    from saliencylab.pipeline import augmentation_steps
+
+    from jobs.local import run_steps, stage_overrides
+
+    try:
+        overrides = _weights_overrides([], deepgaze_weights, centerbias)
+        del overrides["cam_weights"]
+        for stage, values in stage_overrides(parse_sets(set_), augmentation_steps()).items():
+            overrides.setdefault(stage, {}).update(values)
+        steps = augmentation_steps(preset, overrides, coco_weights=coco_weights)
+        manifests = run_steps(steps, output, {"images": images, "masks": masks, "run": output}, force=force)
+    except USER_ERRORS as e:
+        raise fail(str(e)) from None
+    _print_outputs(output, manifests)
+
+
+def _augmentation_demo(workdir: Path, output: str | None, force: bool) -> tuple[str, dict]:
+    from saliencylab.demo import write_training_demo_dataset
+    from saliencylab.pipeline import AUGMENTATION_DEMO, AUGMENTATION_DEMO_TRAIN_SIZE, augmentation_steps
+
+    from jobs.local import run_steps
+
+    voc, masks = write_training_demo_dataset(workdir / "augmentation-data")
+    root = output or str((workdir / "augmentation-run").resolve())
+    steps = augmentation_steps("paper", AUGMENTATION_DEMO, train_size=AUGMENTATION_DEMO_TRAIN_SIZE)
+    return root, run_steps(steps, root, {"images": str(voc), "masks": str(masks), "run": root}, force=force)
+
+
 @app.command("demo")
 def demo_command(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo data and the run go.")] = Path("demo-run"),
-    output: Annotated[Optional[str], typer.Option("--output", help="Run root (default WORKDIR/run); may be s3://.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="Run root (default WORKDIR/run, or WORKDIR/augmentation-run); may be s3://.")] = None,
     detectors: Annotated[Optional[str], typer.Option("--detectors", help="Comma-separated detector names (default: all seven).")] = None,
+    study: Annotated[
+        str, typer.Option("--study", help="empirical: the detectors vs attention study; augmentation: the four training sets, fine-tuned (64 px, 1 epoch).")
+    ] = "empirical",
     force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
 ) -> None:
-    """Run the whole study on the bundled demo photographs: CPU, local storage, random weights, 256x256."""
+    """Run a whole study on demo data: CPU, local storage, random weights (empirical: the bundled photographs at 256x256)."""
     from saliencylab.cam import DETECTOR_NAMES
     from saliencylab.demo import write_demo_dataset
     from saliencylab.pipeline import study_steps
 
     from jobs.local import run_steps
 
+    if study not in ("empirical", "augmentation"):
+        raise fail(f"--study {study!r}: valid studies are 'empirical' and 'augmentation'")
+    if study == "augmentation" and detectors:
+        raise fail("--detectors applies to the empirical study; the augmentation study studies the fine-tuned faster_rcnn")
     try:
-        voc, masks = write_demo_dataset(workdir / "data")
-        root = output or str((workdir / "run").resolve())
-        chosen = tuple(d.strip() for d in detectors.split(",")) if detectors else DETECTOR_NAMES
-        demo_sizes = {"ingest": {"size": 256, "shard_size": 2}, "cam": {"batch_size": 2}, "compare": {"bootstrap": 200}}
-        steps = study_steps(chosen, "corrected", demo_sizes)
-        manifests = run_steps(steps, root, {"images": str(voc), "masks": str(masks), "run": root}, force=force)
+        if study == "augmentation":
+            root, manifests = _augmentation_demo(workdir, output, force)
+        else:
+            voc, masks = write_demo_dataset(workdir / "data")
+            root = output or str((workdir / "run").resolve())
+            chosen = tuple(d.strip() for d in detectors.split(",")) if detectors else DETECTOR_NAMES
+            demo_sizes = {"ingest": {"size": 256, "shard_size": 2}, "cam": {"batch_size": 2}, "compare": {"bootstrap": 200}}
+            steps = study_steps(chosen, "corrected", demo_sizes)
+            manifests = run_steps(steps, root, {"images": str(voc), "masks": str(masks), "run": root}, force=force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     print("\nDemo finished.")

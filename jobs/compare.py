@@ -35,6 +35,7 @@ MAP_FIELDS = {  # the map each stage writes
     "ingest": "mask.png",
     "hsi-labels": "saliency.npy",
     "hsi-predict": "saliency.npy",
+    "xai": "xai.npy",
 }
 METRICS = ("mae", "iou_paper", "iou_exact", "cc", "kldiv", "sim")
 FLAGS = ("pred_degenerate", "target_degenerate")

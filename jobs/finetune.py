@@ -33,13 +33,14 @@ from saliencylab.shards import read_shard, shard_name
 from saliencylab.stages import get_stage
 from saliencylab.storage import Storage
 from saliencylab.training import recipe as paper
-from saliencylab.training.checkpoint import LATEST_KEY
+from saliencylab.training.checkpoint import LATEST_KEY, checkpoint_position
 from saliencylab.training.distributed import Group, join_group
 from saliencylab.training.loop import LOSS_NAMES, NonFiniteLossError
 from saliencylab.training.model import ARCHITECTURE_NAMES, TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE, get_architecture
 from saliencylab.training.recipe import Recipe, warmup_length
 from saliencylab.training.session import (
     TrainingPlan,
+    finished_epoch,
     read_index,
     run_epoch,
     scan_training_set,
@@ -139,20 +140,25 @@ def prepare(inputs: dict[str, str], config: FinetuneConfig, out: Storage) -> Pre
 
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         (epoch,) = task.items
-        if epoch == 0 or not _index_ok(out, plan.run):
+        index = None
+        if epoch == 0 or not _index_ok(out, plan.run):  # epoch 1 always checks, so its part lists the bad items
             index = scan_training_set(train, plan, policy.record if epoch == 0 else lambda *a: None)
-            if not index.keys:
+            if iterations_per_epoch(len(index.keys), config.batch_size, config.processes) == 0:
                 raise StageError(
-                    f"{train.storage.uri}: no usable training image among {index.samples} samples "
-                    f"({index.skipped_empty} without boxes skipped by empty_images=skip, {len(index.excluded)} bad)"
+                    f"{train.storage.uri}: {len(index.keys)} usable training image(s) among {index.samples} samples "
+                    f"({index.skipped_empty} without boxes skipped by empty_images=skip, {len(index.excluded)} bad); "
+                    f"{config.processes} process(es) need at least as many"
                 )
-            if group.is_main:
+        records = finished_epoch(out, plan.run, epoch)  # read, without collectives: rank 0 may have skipped it
+        if records is None:
+            if index is not None and group.is_main:
                 write_index(out, plan.run, index)
-        group.barrier()
-        try:
-            records = run_epoch(plan, epoch, group, on_record=_progress if group.is_main else lambda r: None)
-        except NonFiniteLossError as e:
-            raise StageError(f"{e}. The last good checkpoint ({out.uri}/{LATEST_KEY}) is intact; lower lr or check those samples") from None
+            group.barrier()
+            try:
+                records = run_epoch(plan, epoch, group, on_record=_progress if group.is_main else lambda r: None)
+            except NonFiniteLossError as e:
+                kept = f"the last good checkpoint ({out.uri}/{LATEST_KEY}) is intact" if checkpoint_position(out, plan.run) else "no checkpoint was written yet"
+                raise StageError(f"{e}. Stopped before that step; {kept}. Lower lr or check those samples") from None
         return [{"__key__": f"e{r['epoch']:03d}-i{r['iteration']:06d}", "loss.json": r} for r in records]
 
     warnings = list(train.manifest.warnings)

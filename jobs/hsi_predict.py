@@ -29,6 +29,7 @@ from saliencylab.metrics import resize_to
 from saliencylab.runner import ErrorPolicy, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP
 from saliencylab.stages import get_stage
+from saliencylab.training.hsi_session import TRAINED_PREFIX, trained_weights
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, stage_command
@@ -38,7 +39,11 @@ from jobs.common import Job, Prepared, stage_command
 class HSIPredictConfig:
     """Parameters of the hsi-predict stage (the network: docs/hsi.md)."""
 
-    weights: str = field(RANDOM, "A trained HSI state dict (clip.* and decoder.*; path or s3:// URI), or 'random'.")
+    weights: str = field(
+        RANDOM,
+        "A trained HSI state dict (clip.* and decoder.*; path or s3:// URI), hsi-train:<artifact URI>#<name> "
+        "(a weights entry of an hsi-train run: best, last, fold-<k>; default best), or 'random'.",
+    )
     clip_weights: str = field(
         RANDOM, "CLIP weights for an untrained decoder (open_clip state dict, e.g. converted OpenAI RN50), or 'random'."
     )
@@ -49,6 +54,7 @@ class HSIPredictConfig:
     features: tuple[str, ...] = field(FEATURES, "Decoder inputs, a subset of u4,u5,z,a in order; u4,u5,z = no-text baseline.")
     prompt: str = field("a photo of a {label}", "Prompt template of the label (HSI paper).")
     decoder_channels: int = field(256, "Channels after the decoder's 3x3 conv (our choice; must match the weights).")
+    image_size: int = field(224, "Model input and output side in pixels (paper: 224); must match the weights (hsi-train's image_size).")
     label_field: str = field("label", "Key of the label in each sample's meta.json.")
     batch_size: int = field(2, "Samples per forward pass.")
     device: str = field("auto", "auto (CUDA if present), cpu or cuda[:N].")
@@ -62,6 +68,7 @@ def model_spec(config: HSIPredictConfig) -> HSISpec:
         features=config.features,
         prompt=config.prompt,
         decoder_channels=config.decoder_channels,
+        image_size=config.image_size,
     )
 
 
@@ -71,7 +78,12 @@ def load_model(config: HSIPredictConfig) -> tuple[torch.nn.Module, list[str]]:
         raise ValueError("give either --weights (a whole HSI model) or --clip-weights (CLIP only), not both")
     model = build_hsi_model(model_spec(config), seed=config.seed)
     warnings = []
-    if config.weights != RANDOM:
+    if config.weights.startswith(TRAINED_PREFIX):
+        uri, _, name = config.weights.removeprefix(TRAINED_PREFIX).partition("#")
+        state, artifact = trained_weights(uri, name or "best")
+        load_hsi_state(model, state)
+        warnings += list(artifact.manifest.warnings)
+    elif config.weights != RANDOM:
         load_hsi_state(model, load_weights(config.weights))
     elif config.clip_weights != RANDOM:
         load_clip_state(model, load_weights(config.clip_weights))

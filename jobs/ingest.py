@@ -14,6 +14,11 @@ Each output sample `<id>` holds:
                 many dropped as degenerate, mask classes, mask files, duplicate-mask policy and
                 whether the masks are synthetic.
 The manifest's summary counts unannotated images, clipped and dropped boxes and each decode note.
+
+`--format hsb` reads the HSI benchmark through a manifest (`saliencylab.datasets.hsb`, docs/hsi.md):
+each sample holds image.png, saliency.npy (float32 (H, W) in [0, 1], the human map at the image's
+size), fixations.npy (uint16 (H, W) counts, when the row names fixations) and meta.json (label,
+kind "conditional", the files, sizes, decode notes), like the conditional samples of hsi-labels.
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import typer
 
 from saliencylab.config import field
+from saliencylab.datasets.hsb import parse_hsb_manifest
 from saliencylab.datasets.masks import MASK_LAYOUT, SYNTHETIC_MARKER, check_mask_aspect, index_masks, merge_masks
 from saliencylab.datasets.names import clashing_names, printable, sample_id
 from saliencylab.datasets.voc import clip_annotation, find_root, parse_annotation, parse_split
+from saliencylab.hsi.training import resize_fixations
 from saliencylab.images import DEFAULT_MAX_PIXELS, MASK_BACKGROUND, decode_image, resize, target_size
 from saliencylab.manifests import canonical_json, sha256_hex
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError, plan_tasks
@@ -46,7 +54,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 class IngestConfig:
     """Parameters of the ingest stage."""
 
-    format: Literal["voc", "folder"] = field("voc", "Layout of the images input: a VOCdevkit folder or a plain folder of images.")
+    format: Literal["voc", "folder", "hsb"] = field(
+        "voc", "Layout of the images input: a VOCdevkit folder, a plain folder of images, or HSB through its manifest."
+    )
+    manifest: str = field("hsb.csv", "format hsb: the manifest (CSV or JSON: image, label, map, fixations) inside the images input; docs/hsi.md.")
     split: str = field(
         "all",
         "Which ids (voc): an ImageSets/Main split (train, val, trainval, ...), 'all', 'masked' (ids with an "
@@ -236,6 +247,8 @@ def prepare(inputs: dict[str, str], config: IngestConfig) -> Prepared:
         raise StageError(f"masks input {masks.uri} is empty or does not exist")
     mask_index = index_masks(mask_keys)
     synthetic = SYNTHETIC_MARKER in mask_keys
+    if config.format == "hsb":
+        return _hsb_prepare(images, image_keys, masks, config)
     if config.format == "voc":
         try:
             items, image_ids = _voc_items(images, image_keys, config, mask_index)
@@ -268,6 +281,73 @@ def prepare(inputs: dict[str, str], config: IngestConfig) -> Prepared:
     return Prepared(digests, plan_tasks(items, config.shard_size), process, warnings)
 
 
+def _hsb_items(images: Storage, keys: list[str], config: IngestConfig) -> list[dict[str, Any]]:
+    """The manifest's entries as work items (JSON), each with the files it names that the folder lacks."""
+    if config.manifest not in keys:
+        raise StageError(f"{images.uri}/{config.manifest} does not exist: format hsb reads the manifest named by --manifest (docs/hsi.md)")
+    try:
+        entries = parse_hsb_manifest(images.read_bytes(config.manifest), _uri(images, config.manifest))
+    except ValueError as e:
+        raise StageError(str(e)) from None
+    present = set(keys)
+    return [asdict(e) | {"missing": [f for f in (e.image, e.map, e.fixations) if f and f not in present]} for e in entries]
+
+
+def _hsb_map(images: Storage, key: str, original: tuple[int, int], config: IngestConfig) -> tuple[np.ndarray, list[str]]:
+    """A grayscale map or fixation image of the item, checked against the image's aspect ratio; and its decode notes."""
+    uri = _uri(images, key)
+    decoded = decode_image(images.read_bytes(key), uri, "L", max_pixels=config.max_pixels, background=MASK_BACKGROUND)
+    try:
+        check_mask_aspect(decoded.pixels.shape, original, config.mask_aspect_tolerance)
+    except ValueError as e:
+        raise ValueError(f"{uri}: {e}") from None
+    return decoded.pixels, list(decoded.notes)
+
+
+def _hsb_sample(item: dict[str, Any], images: Storage, config: IngestConfig) -> dict[str, Any]:
+    """One HSB sample: image, saliency map in [0, 1] and fixation counts at the resized size; errors name the file."""
+    if item["problem"]:
+        raise ValueError(item["problem"])
+    if item["missing"]:
+        raise FileNotFoundError(f"row {item['row']} of the manifest names {[printable(k) for k in item['missing']]}, missing from {images.uri}")
+    image = decode_image(images.read_bytes(item["image"]), _uri(images, item["image"]), max_pixels=config.max_pixels)
+    original = image.pixels.shape[:2]
+    size = target_size(original, config.size, config.resize)
+    saliency, map_notes = _hsb_map(images, item["map"], original, config)
+    meta: dict[str, Any] = {
+        "id": item["key"], "kind": "conditional", "label": item["label"], "source": printable(item["image"]),
+        "map_file": printable(item["map"]), "fixations_file": item["fixations"] and printable(item["fixations"]),
+        "original_size": list(original), "size": list(size), "resize": config.resize, "original_mode": image.mode,
+        "decode_notes": list(image.notes) + [f"map: {n}" for n in map_notes], "annotated": True,
+    }  # fmt: skip
+    sample = {"__key__": item["key"], "image.png": resize(image.pixels, size), "meta.json": meta}
+    sample["saliency.npy"] = resize(saliency, size).astype(np.float32) / 255.0
+    if item["fixations"]:
+        fixations, notes = _hsb_map(images, item["fixations"], original, config)
+        sample["fixations.npy"] = resize_fixations(fixations, size).astype(np.uint16)
+        meta["decode_notes"] += [f"fixations: {n}" for n in notes]
+        meta["fixations"] = int(sample["fixations.npy"].sum())
+    return sample
+
+
+def _hsb_prepare(images: Storage, keys: list[str], masks: Storage | None, config: IngestConfig) -> Prepared:
+    if masks:
+        raise StageError("format hsb takes no masks input: the manifest names each image's map and fixations")
+    items = _hsb_items(images, keys, config)[: config.limit or None]
+
+    def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
+        samples = []
+        for item in task.items:
+            try:
+                samples.append(_hsb_sample(item, images, config))
+            except (ValueError, FileNotFoundError) as e:
+                policy.record(item["key"], _uri(images, item["image"] or config.manifest), e)
+        return samples
+
+    digests = {"images": {"uri": images.uri, "digest": listing_digest(keys)}}
+    return Prepared(digests, plan_tasks(items, config.shard_size), process)
+
+
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Sum the per-sample counts of the meta records into the manifest's summary (read from our own shards)."""
     notes: Counter[str] = Counter()
@@ -278,8 +358,8 @@ def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[st
             notes.update(meta["decode_notes"])
             totals["samples"] += 1
             totals["unannotated"] += not meta["annotated"]
-            totals["boxes_clipped"] += meta["boxes_clipped"]
-            totals["boxes_dropped"] += meta["boxes_dropped"]
+            totals["boxes_clipped"] += meta.get("boxes_clipped", 0)  # HSB samples have no boxes
+            totals["boxes_dropped"] += meta.get("boxes_dropped", 0)
     return totals | {"decode_notes": dict(sorted(notes.items()))}, {}
 
 

@@ -17,7 +17,7 @@ import typer
 
 from saliencylab.cluster import PINS_FILE, image_pins, render_all
 
-GENERATED_DIRS = ("k8s/stages",)  # wholly generated: a file there that is not rendered is stale
+GENERATED_DIRS = ("k8s/stages", "k8s/pipelines")  # wholly generated: a file there that is not rendered is stale
 
 
 def render_files(root: Path) -> dict[str, str]:

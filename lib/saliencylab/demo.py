@@ -95,3 +95,42 @@ def write_demo_dataset(root: Path) -> tuple[Path, Path]:
     for split, ids in {**SPLITS, "trainval": tuple(sorted(i for ids in SPLITS.values() for i in ids))}.items():
         (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return voc, masks
+
+
+TRAINING_DEMO_PHOTOS = (("astronaut.png", "person"), ("chelsea.png", "cat"), ("motorcycle_left.png", "motorbike"), ("coffee.png", "diningtable"))
+
+
+def write_training_demo_dataset(root: Path, count: int = 6, masked: int = 2, side: int = 64) -> tuple[Path, Path]:
+    """A tiny VOC set for the augmentation study: `count` square crops of the sample photographs.
+
+    Each image `train_<i>` is a `side` x `side` JPEG crop with one object box (the centre half,
+    class by photograph); the first `masked` ids get a synthetic attention mask (so they are the
+    test set, `--split masked`) and the others none (the training set, `--split unmasked`).
+
+    Returns:
+        (voc_root, masks_root) under `root`; masks_root carries the SYNTHETIC marker.
+    """
+    import skimage.data
+
+    if not 0 < masked < count:
+        raise ValueError(f"masked={masked} must leave both a test and a training id among count={count}")
+    source = Path(skimage.data.__file__).parent
+    voc, masks = root / "VOC2012", root / "synthetic_attention_masks"
+    for sub in ("JPEGImages", "Annotations"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    (masks / MASK_DIR).mkdir(parents=True, exist_ok=True)
+    (masks / SYNTHETIC_MARKER).write_text("Synthetic Gaussian attention masks made by saliencylab's training demo; not human data.\n")
+    for i in range(count):
+        photo_file, name = TRAINING_DEMO_PHOTOS[i % len(TRAINING_DEMO_PHOTOS)]
+        with Image.open(source / photo_file) as photo:
+            rgb = np.asarray(photo.convert("RGB"))
+        top, left = (i * 11) % (rgb.shape[0] // 4), (i * 17) % (rgb.shape[1] // 4)
+        crop = min(rgb.shape[0] - top, rgb.shape[1] - left)
+        image = DemoImage(f"train_{i:04d}", photo_file, ((name, side // 4 + i % 3, side // 4, 3 * side // 4, 3 * side // 4 - i % 3, False),))
+        Image.fromarray(rgb[top : top + crop, left : left + crop]).resize((side, side)).save(voc / "JPEGImages" / f"{image.voc_id}.jpg", quality=92)
+        (voc / "Annotations" / f"{image.voc_id}.xml").write_text(_annotation_xml(image, side, side, 3))
+        if i < masked:
+            (masks / MASK_DIR / name).mkdir(exist_ok=True)
+            boxes = [(x0, y0, x1, y1) for _, x0, y0, x1, y1, _ in image.objects]
+            Image.fromarray(synthetic_attention(side, side, boxes)).save(masks / MASK_DIR / name / f"{image.voc_id}.jpg")
+    return voc, masks

@@ -3,7 +3,10 @@
 A run lives under one root (a local folder or `s3://bucket/runs/<run>`); each step writes to
 `<root>/<step name>` (e.g. `ingest`, `cam/faster_rcnn`). Step inputs name either an earlier step
 or an external input given as `@name` (e.g. `@images`, the raw dataset). The local runner
-(`saliencylab demo`, `saliencylab study`) and the Argo DAG both follow this declaration.
+(`saliencylab demo`, `saliencylab study`, `saliencylab augmentation-study`) and the Argo DAGs
+(k8s/pipeline.yaml, k8s/pipelines/) all follow these declarations: `study_steps` (the empirical
+study) and `augmentation_steps` (the augmentation study: four training sets, fine-tuned,
+evaluated and compared).
 
 Two named configurations of the empirical study (`STUDY_PRESETS`):
 - `paper`: the protocol of the source study as it was meant (512x512 squash, the paper's layers,
@@ -34,6 +37,7 @@ class Step:
     stage: str
     inputs: dict[str, str]  # stage input name -> step name or "@external"
     params: dict[str, Any] = field(default_factory=dict)
+    fixed: tuple[str, ...] = ()  # params set by the wiring that a stage-wide override must not change (e.g. a split)
 
 
 def study_steps(
@@ -77,6 +81,104 @@ def study_steps(
     return result
 
 
+AUGMENTATION_VARIANTS: tuple[str, ...] = ("baseline", "erase", "inpaint", "augment")
+AUGMENTATION_TRAINING_SETS = {"baseline": "ingest/train", "erase": "erase", "inpaint": "inpaint", "augment": "augment"}
+AUGMENTATION_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # the test set as the corrected empirical study ingests it; erase, inpaint, augment and finetune
+    # default to the paper's settings (docs/augment.md, docs/finetune.md)
+    "paper": {"ingest": {"size": 512, "duplicate_masks": "max"}, "report": {"protocol": "paper"}},
+}
+CAM_DETECTOR = "faster_rcnn"  # the fine-tuned detector's CAM; it reads only the architecture below
+CAM_ARCHITECTURE = "fasterrcnn_resnet50_fpn"
+# seconds-scale settings for the demo and the end-to-end test: 64 px, 1 epoch, 5 DIP iterations
+AUGMENTATION_DEMO: dict[str, dict[str, Any]] = {
+    "ingest": {"size": 64, "shard_size": 4},
+    "cam": {"batch_size": 4},
+    "finetune": {"epochs": 1, "batch_size": 2, "min_size": 64, "max_size": 64, "checkpoint_every": 0, "warmup": False},
+    "inpaint": {"iterations": 5, "width": 8, "depth": 2, "input_channels": 8, "batch_size": 4},
+    "evaluate": {"batch_size": 4},
+    "compare": {"bootstrap": 100},
+}
+AUGMENTATION_DEMO_TRAIN_SIZE = 64
+
+
+def augmentation_steps(
+    preset: str = "paper",
+    overrides: dict[str, dict[str, Any]] | None = None,
+    coco_weights: str = "random",
+    train_size: int = 512,
+) -> tuple[Step, ...]:
+    """The augmentation study (paper A's second question): do training sets derived from attention
+    make the fine-tuned detector's saliency more human-like, and at what cost in mAP?
+
+    Training data (the VOC ids without a human mask, `@images` + `@masks`):
+    `ingest/train` at native size; `ingest/train-<train_size>` squashed, same shard size; on the
+    latter the COCO detector's CAM (`cam/train`) and DeepGaze (`deepgaze/train`); `erase` (native
+    images, that CAM, that DeepGaze), `inpaint` (the erased set), `augment` (the native set).
+    Each of the four training sets (AUGMENTATION_VARIANTS: the native set is the baseline) is
+    fine-tuned (`finetune/<variant>`), evaluated on the test set (`evaluate/<variant>`), and its
+    CAM on the test set (`cam/<variant>`, reading the fine-tune as its `model` input) is compared
+    with DeepGaze on the test set (`compare/<variant>-deepgaze`) and with the human masks
+    (`compare/<variant>-human`). Test data: `ingest/test`, the ids with a mask, squashed (the
+    paper's 898 images). Then `report` over the run root.
+
+    Args:
+        preset: a key of AUGMENTATION_PRESETS.
+        overrides: stage name -> parameters layered over the preset, for every step of that stage
+            (e.g. AUGMENTATION_DEMO); a step's own wiring keys (split, resize, detector, map_size,
+            architecture, weights) win over them.
+        coco_weights: weights spec of COCO Faster R-CNN R50-FPN: the start of every fine-tune and
+            the detector of the erase CAM (`random` for tests).
+        train_size: side in pixels of the squashed training ingest and of the maps erase reads
+            (paper: 512).
+    """
+    if preset not in AUGMENTATION_PRESETS:
+        raise ValueError(f"unknown augmentation study preset {preset!r}; valid: {sorted(AUGMENTATION_PRESETS)}")
+    overrides = overrides or {}
+    if overrides.get("finetune", {}).get("architecture", CAM_ARCHITECTURE) != CAM_ARCHITECTURE:
+        raise ValueError(f"the study's CAM ({CAM_DETECTOR}) reads only {CAM_ARCHITECTURE} fine-tunes; leave finetune.architecture unset")
+    for stage, key in (("cam", "weights"), ("cam", "detector"), ("finetune", "weights")):
+        if key in overrides.get(stage, {}):
+            raise ValueError(f"{stage}.{key} is set by the study's wiring (COCO weights option, fine-tuned models); do not override it")
+
+    def step(name: str, stage: str, inputs: dict[str, str], **own: Any) -> Step:
+        params = {**AUGMENTATION_PRESETS[preset].get(stage, {}), **overrides.get(stage, {}), **own}
+        return Step(name, stage, inputs, params, tuple(own))
+
+    raw = {"images": "@images", "masks": "@masks"}
+    train_maps = f"ingest/train-{train_size}"
+    steps = [
+        step("ingest/train", "ingest", raw, split="unmasked", resize="none"),
+        step(train_maps, "ingest", raw, split="unmasked", resize="squash", size=train_size),
+        step("ingest/test", "ingest", raw, split="masked", resize="squash"),
+        step("cam/train", "cam", {"images": train_maps}, detector=CAM_DETECTOR, weights=coco_weights),
+        step("deepgaze/train", "deepgaze", {"images": train_maps}),
+        step("erase", "erase", {"images": "ingest/train", "cam": "cam/train", "deepgaze": "deepgaze/train"}, map_size=train_size),
+        step("inpaint", "inpaint", {"images": "erase"}),
+        step("augment", "augment", {"images": "ingest/train"}),
+    ]
+    for variant in AUGMENTATION_VARIANTS:
+        train = {"train": AUGMENTATION_TRAINING_SETS[variant]}
+        steps.append(step(f"finetune/{variant}", "finetune", train, architecture=CAM_ARCHITECTURE, weights=coco_weights))
+    for variant in AUGMENTATION_VARIANTS:
+        steps.append(step(f"evaluate/{variant}", "evaluate", {"model": f"finetune/{variant}", "images": "ingest/test"}))
+    steps.append(step("deepgaze/test", "deepgaze", {"images": "ingest/test"}))
+    for variant in AUGMENTATION_VARIANTS:
+        cam = f"cam/{variant}"
+        steps.append(step(cam, "cam", {"images": "ingest/test", "model": f"finetune/{variant}"}, detector=CAM_DETECTOR))
+        steps.append(step(f"compare/{variant}-deepgaze", "compare", {"pred": cam, "target": "deepgaze/test"}))
+        steps.append(step(f"compare/{variant}-human", "compare", {"pred": cam, "target": "ingest/test"}))
+    steps.append(step("report", "report", {"run": "@run"}))
+    result = tuple(steps)
+    check_order(result)
+    return result
+
+
+def stages_of(steps: tuple[Step, ...]) -> list[str]:
+    """The stages `steps` run, each once, in order of first use."""
+    return list(dict.fromkeys(step.stage for step in steps))
+
+
 def check_order(steps: tuple[Step, ...]) -> None:
     """Raise ValueError if a step reads a step that does not come before it, or names an unknown stage."""
     done: set[str] = set()
@@ -85,4 +187,6 @@ def check_order(steps: tuple[Step, ...]) -> None:
         for source in step.inputs.values():
             if not source.startswith("@") and source not in done:
                 raise ValueError(f"step {step.name!r} reads {source!r}, which does not run before it")
+        if step.name in done:
+            raise ValueError(f"two steps write {step.name!r}")
         done.add(step.name)

@@ -61,7 +61,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         name="cam",
         summary="EigenCAM saliency maps of one object detector (seven in the registry), batched, to the target layer only.",
-        inputs=("images",),
+        inputs=("images", "model"),
+        optional_inputs=("model",),
         gpu=True,
         cpu="4",
         memory="16Gi",
@@ -111,6 +112,7 @@ STAGES: tuple[StageSpec, ...] = (
         gpu=True,
         cpu="8",
         memory="32Gi",
+        worker_hours=24,  # docs/finetune.md: about 6 h on a Colab-class GPU, 1-3 h on V100/A100
     ),
     StageSpec(
         name="evaluate",
@@ -128,8 +130,26 @@ STAGES: tuple[StageSpec, ...] = (
         memory="8Gi",
     ),
     StageSpec(
+        name="hsi-train",
+        summary="HSI training: pre-training on pseudo labels (best epoch kept) or k-fold fine-tuning on HSB, one fold per shard; resumable.",
+        inputs=("train", "val", "init"),
+        optional_inputs=("val", "init"),
+        gpu=True,
+        cpu="8",
+        memory="32Gi",
+        worker_hours=24,
+    ),
+    StageSpec(
         name="hsi-predict",
         summary="HSI (CLIP RN50 + decoder): a human saliency map per (image, label) sample, for compare.",
+        inputs=("images",),
+        gpu=True,
+        cpu="4",
+        memory="16Gi",
+    ),
+    StageSpec(
+        name="xai",
+        summary="Explanation maps of a ResNet-50 classifier per labelled sample: one method per run (gbp, gradcam, rise), batched.",
         inputs=("images",),
         gpu=True,
         cpu="4",

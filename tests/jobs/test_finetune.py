@@ -96,7 +96,7 @@ def test_an_empty_training_set_is_refused(tmp_path):
 def test_no_usable_image_is_refused(tmp_path):
     negatives = write_training_set(tmp_path / "neg", {"a": _meta([], []), "b": _meta([[3, 3, 3, 9]], ["cat"])})
     result = _finetune(negatives, tmp_path / "ft", "--empty-images", "skip")
-    assert result.exit_code == 2 and "no usable training image among 2 samples (2 without boxes skipped" in result.output
+    assert result.exit_code == 2 and "0 usable training image(s) among 2 samples (2 without boxes skipped" in result.output
 
 
 def test_weights_of_another_architecture_name_the_mismatching_keys(training_set, tmp_path):

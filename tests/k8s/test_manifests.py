@@ -253,15 +253,15 @@ def test_every_container_command_line_is_accepted_by_the_cli():
             assert option in help_text, f"{wt}/{template['name']}: {option} not in `saliencylab {argv[0]} --help`"
 
 
-def _pipeline_params(overrides: dict[str, str] | None = None) -> dict[str, str]:
-    args = pipeline()["spec"]["arguments"]["parameters"]
+def _pipeline_params(overrides: dict[str, str] | None = None, template: str = "saliencylab-study") -> dict[str, str]:
+    args = workflow_templates()[template]["spec"]["arguments"]["parameters"]
     return {**{p["name"]: p.get("value", "s3://bucket/x") for p in args}, **(overrides or {})}
 
 
-def _resolved_params(preset: str, overrides: dict[str, str] | None = None) -> dict[str, object]:
-    """Each pipeline task's stage parameters as the stage would resolve them from the params file."""
-    values = _pipeline_params(overrides)
-    dag = next(t for t in pipeline()["spec"]["templates"] if t["name"] == preset)
+def _resolved_params(preset: str, overrides: dict[str, str] | None = None, template: str = "saliencylab-study") -> dict[str, object]:
+    """Each task's stage parameters in a pipeline template's DAG `preset`, as the stage would resolve them from the params file."""
+    values = _pipeline_params(overrides, template)
+    dag = next(t for t in workflow_templates()[template]["spec"]["templates"] if t["name"] == preset)
     out = {}
     for task in dag["dag"]["tasks"]:
         stage = task["templateRef"]["name"].removeprefix("saliencylab-")

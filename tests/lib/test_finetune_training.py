@@ -137,3 +137,15 @@ def test_a_new_checkpoint_replaces_the_old_one_and_damage_is_reported(tmp_path):
     out.write_bytes(latest["tensors"], out.read_bytes(latest["tensors"])[:-1] + b" ")
     with pytest.raises(ValueError, match="does not match its sha256"):
         load_checkpoint(out, "r")
+
+
+def test_r50_layouts_agree_with_the_cam_registry_and_evaluate():
+    """COCO-release layout in (cam's `faster_rcnn` builder mirrors it), and what evaluate rebuilds comes out."""
+    from saliencylab.cam.torchvision_detectors import faster_rcnn
+    from saliencylab.detection import build_faster_rcnn
+
+    coco = faster_rcnn(min_size=64, max_size=64).state_dict()
+    tuned = build_finetune_model("fasterrcnn_resnet50_fpn", coco, min_size=64, max_size=64).state_dict()
+    assert torch.equal(tuned["backbone.body.layer1.0.conv1.weight"], coco["backbone.body.layer1.0.conv1.weight"])
+    evaluated = build_faster_rcnn(tuned, 21, min_size=64, max_size=64).state_dict()
+    assert all(torch.equal(evaluated[k], tuned[k]) for k in tuned)

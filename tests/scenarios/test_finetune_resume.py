@@ -74,3 +74,42 @@ def test_sigkill_then_rerun_ends_with_the_same_weights(train, tmp_path):
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert _files(out) == _files(tmp_path / "reference")
+
+
+def _torchrun(train: str, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "jobs.cli",
+        "finetune", "-i", train, "-o", str(out), *SETTINGS, "--processes", "2",
+    ]  # fmt: skip
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of `pid`, recursively (torchrun starts its workers in their own sessions)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [d for c in children for d in (c, *_descendants(c))]
+
+
+@pytest.mark.slow
+def test_two_process_run_killed_after_an_epoch_then_rerun_matches(train, tmp_path):
+    """Rank 0 skips the finished epoch through the runner's resume; rank 1 reads it back without collectives."""
+    reference = subprocess.run(_torchrun(train, tmp_path / "reference"), cwd=REPO, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(_torchrun(train, out), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    part = out / "_parts" / "shard-000000.json"
+    deadline = time.monotonic() + 300
+    while not part.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert part.exists() and process.poll() is None, "the run ended or stalled before epoch 1 was recorded"
+    for pid in [*_descendants(process.pid), process.pid]:  # both training processes, then torchrun
+        os.kill(pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "_manifest.json").exists()
+
+    rerun = subprocess.run(_torchrun(train, out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert '"skipped": true' in rerun.stderr  # epoch 1 was not trained again
+    assert _files(out) == _files(tmp_path / "reference")

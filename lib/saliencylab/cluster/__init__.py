@@ -6,6 +6,7 @@
     docker-bake.hcl          the bake targets cpu and gpu: commit tags, SBOM and provenance attestations
     k8s/stages/<stage>.yaml  one Argo WorkflowTemplate per stage: sharded (fan-out + merge), worker, merge
     k8s/pipeline.yaml        the study DAG of lib/saliencylab/pipeline.py, one entrypoint per study preset
+    k8s/pipelines/<name>.yaml  the other studies' DAGs (workflow.PIPELINE_FILES: the augmentation study)
     k8s/kustomization.yaml   those manifests, the hand-written ones, and the (pinned) image overrides
 
 One module per file kind: build (Dockerfile, bake), templates (the stage WorkflowTemplates),
@@ -23,7 +24,7 @@ from saliencylab.cluster.build import render_bake, render_dockerfile
 from saliencylab.cluster.common import image_name, template_name
 from saliencylab.cluster.kustomize import PINS_FILE, image_pins, render_kustomization
 from saliencylab.cluster.templates import GPU_POD_PATCH, render_stage, stage_templates
-from saliencylab.cluster.workflow import render_pipeline, task_name
+from saliencylab.cluster.workflow import PIPELINE_FILES, render_pipeline, task_name
 from saliencylab.stages import STAGES, StageSpec
 
 __all__ = [
@@ -60,6 +61,7 @@ def render_all(
     files = {"images/Dockerfile": render_dockerfile(dependencies, stages), "docker-bake.hcl": render_bake(stages)}
     files.update({f"k8s/stages/{spec.name}.yaml": render_stage(spec) for spec in stages})
     files["k8s/pipeline.yaml"] = render_pipeline(tuple(detectors))
-    files["k8s/kustomization.yaml"] = render_kustomization(stages, pins)
+    files.update({path: render() for path, render in PIPELINE_FILES.items()})
+    files["k8s/kustomization.yaml"] = render_kustomization(stages, pins, [p.removeprefix("k8s/") for p in PIPELINE_FILES])
     return files
 

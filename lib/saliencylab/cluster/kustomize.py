@@ -54,11 +54,14 @@ def image_pins(metadata: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     return pins
 
 
-def render_kustomization(stages: Sequence[StageSpec], pins: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """k8s/kustomization.yaml for the hand-written resources, the stages' templates and the pipeline.
+def render_kustomization(
+    stages: Sequence[StageSpec], pins: Mapping[str, Mapping[str, str]] | None = None, pipelines: Sequence[str] = ()
+) -> str:
+    """k8s/kustomization.yaml for the hand-written resources, the stages' templates and the pipelines.
 
     Args:
         stages: the registry (one template file per stage).
+        pipelines: the other pipelines' files relative to k8s/ (pipelines/<name>.yaml), after pipeline.yaml.
         pins: image_pins() of the last `make images`, or None: the images keep the tag UNPINNED_TAG,
             which no registry has, so nothing runs before someone builds and pins them.
     """
@@ -76,7 +79,7 @@ k8s/overlays/example/. k8s/submit/ is not part of it: submitted runs are created
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": "saliencylab",
-        "resources": [*STATIC_RESOURCES, *(f"stages/{s.name}.yaml" for s in stages), "pipeline.yaml"],
+        "resources": [*STATIC_RESOURCES, *(f"stages/{s.name}.yaml" for s in stages), "pipeline.yaml", *pipelines],
         "configurations": ["kustomizeconfig.yaml"],
         "images": images,
     }

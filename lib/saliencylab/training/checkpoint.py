@@ -121,16 +121,27 @@ def save_checkpoint(
         out.delete(previous["tensors"])
 
 
+def _latest(out: Storage, run: str) -> dict[str, Any] | None:
+    if not out.exists(LATEST_KEY):
+        return None
+    latest = json.loads(out.read_bytes(LATEST_KEY))
+    return latest if latest.get("schema") == CHECKPOINT_SCHEMA and latest.get("run") == run else None
+
+
+def checkpoint_position(out: Storage, run: str) -> Position | None:
+    """The position of the latest checkpoint of `run` (only its JSON is read), or None."""
+    latest = _latest(out, run)
+    return None if latest is None else Position(**{**latest["position"], "curve": tuple(latest["position"]["curve"])})
+
+
 def load_checkpoint(out: Storage, run: str) -> Checkpoint | None:
     """The latest checkpoint of `run` in `out`, or None when there is none (or it belongs to another run).
 
     Raises:
         ValueError: when the tensor file is missing or does not match its recorded sha256.
     """
-    if not out.exists(LATEST_KEY):
-        return None
-    latest = json.loads(out.read_bytes(LATEST_KEY))
-    if latest.get("schema") != CHECKPOINT_SCHEMA or latest.get("run") != run:
+    latest = _latest(out, run)
+    if latest is None:
         return None
     try:
         data = out.read_bytes(latest["tensors"])
@@ -139,8 +150,7 @@ def load_checkpoint(out: Storage, run: str) -> Checkpoint | None:
     if sha256_hex(data) != latest["tensors_sha256"]:
         raise ValueError(f"{out.uri}/{latest['tensors']} does not match its sha256 in {LATEST_KEY}; rerun with --force")
     tensors = load_tensors(data)
-    position = latest["position"]
-    position = Position(**{**position, "curve": tuple(position["curve"])})
+    position = checkpoint_position(out, run)
     model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
 
     def per_rank(kind: str) -> tuple[torch.Tensor, ...]:

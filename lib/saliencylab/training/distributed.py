@@ -63,9 +63,3 @@ def join_group(device_type: str) -> Group:
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return group
 
-
-def leave_group(group: Group) -> None:
-    """Destroy the process group joined by `join_group` (nothing for a single process)."""
-    if group.world_size > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-

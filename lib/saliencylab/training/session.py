@@ -27,7 +27,15 @@ from saliencylab.manifests import canonical_json
 from saliencylab.seeding import derive_seed
 from saliencylab.shards import decode_field
 from saliencylab.storage import Storage, open_storage
-from saliencylab.training.checkpoint import Checkpoint, Position, encode_weights, load_checkpoint, model_state, save_checkpoint
+from saliencylab.training.checkpoint import (
+    Checkpoint,
+    Position,
+    checkpoint_position,
+    encode_weights,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
 from saliencylab.training.distributed import Group
 from saliencylab.training.loop import train_step
 from saliencylab.training.model import build_finetune_model
@@ -150,6 +158,14 @@ def curve_key(epoch: int) -> str:
     return f"curves/epoch-{epoch + 1}.json"
 
 
+def finished_epoch(out: Storage, run: str, epoch: int) -> tuple[dict[str, Any], ...] | None:
+    """The records of `epoch` if run `run` has finished it (its checkpoint is past it), else None."""
+    position = checkpoint_position(out, run)
+    if position is None or position.epoch <= epoch:
+        return None
+    return tuple(json.loads(out.read_bytes(curve_key(epoch)))["records"])
+
+
 class _Trainer:
     """The model, optimizer and RNG of one process, restored from a checkpoint or freshly built."""
 
@@ -202,11 +218,12 @@ def run_epoch(
         NonFiniteLossError: the loss became NaN/inf; the last checkpoint is left as it was.
     """
     out, train = open_storage(plan.output_uri), open_artifact(plan.train_uri)
+    done = finished_epoch(out, plan.run, epoch)
+    if done is not None:
+        return done
     index = read_index(out, plan.run)
     checkpoint = load_checkpoint(out, plan.run)
     position = checkpoint.position if checkpoint else Position(0, 0, 0)
-    if position.epoch > epoch:
-        return tuple(json.loads(out.read_bytes(curve_key(epoch)))["records"])
     if position.epoch < epoch:
         raise ValueError(f"epoch {epoch + 1} needs epoch {position.epoch + 1} finished first; finetune cannot be split with --shard")
     trainer = _Trainer(plan, group, checkpoint)

@@ -1,0 +1,111 @@
+"""The pipeline declarations: step order, wiring, parameters layered over presets, task names, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from saliencylab.cluster import task_name
+from saliencylab.pipeline import (
+    AUGMENTATION_DEMO,
+    AUGMENTATION_VARIANTS,
+    CAM_ARCHITECTURE,
+    Step,
+    augmentation_steps,
+    check_order,
+    stages_of,
+    study_steps,
+)
+
+EXPECTED_ORDER = [
+    "ingest/train", "ingest/train-512", "ingest/test", "cam/train", "deepgaze/train", "erase", "inpaint", "augment",
+    "finetune/baseline", "finetune/erase", "finetune/inpaint", "finetune/augment",
+    "evaluate/baseline", "evaluate/erase", "evaluate/inpaint", "evaluate/augment",
+    "deepgaze/test",
+    "cam/baseline", "compare/baseline-deepgaze", "compare/baseline-human",
+    "cam/erase", "compare/erase-deepgaze", "compare/erase-human",
+    "cam/inpaint", "compare/inpaint-deepgaze", "compare/inpaint-human",
+    "cam/augment", "compare/augment-deepgaze", "compare/augment-human",
+    "report",
+]  # fmt: skip
+
+
+def by_name(steps: tuple[Step, ...]) -> dict[str, Step]:
+    return {s.name: s for s in steps}
+
+
+def test_augmentation_study_runs_every_step_once_after_what_it_reads():
+    steps = augmentation_steps()
+    assert [s.name for s in steps] == EXPECTED_ORDER
+    check_order(steps)  # every read names an earlier step or an external input
+    names = [task_name(s.name) for s in steps]
+    assert len(set(names)) == len(names) and "finetune-baseline" in names and "ingest-train-512" in names
+    assert stages_of(steps) == ["ingest", "cam", "deepgaze", "erase", "inpaint", "augment", "finetune", "evaluate", "compare", "report"]
+
+
+def test_augmentation_study_wiring():
+    steps = by_name(augmentation_steps())
+    raw = {"images": "@images", "masks": "@masks"}
+    splits = {name: (steps[name].params["split"], steps[name].params["resize"]) for name in ("ingest/train", "ingest/train-512", "ingest/test")}
+    assert splits == {"ingest/train": ("unmasked", "none"), "ingest/train-512": ("unmasked", "squash"), "ingest/test": ("masked", "squash")}
+    assert all(steps[name].inputs == raw for name in splits)
+    assert steps["cam/train"].inputs == steps["deepgaze/train"].inputs == {"images": "ingest/train-512"}
+    assert steps["erase"].inputs == {"images": "ingest/train", "cam": "cam/train", "deepgaze": "deepgaze/train"}
+    assert steps["erase"].params["map_size"] == steps["ingest/train-512"].params["size"] == 512
+    assert steps["inpaint"].inputs == {"images": "erase"} and steps["augment"].inputs == {"images": "ingest/train"}
+    training_sets = {v: steps[f"finetune/{v}"].inputs["train"] for v in AUGMENTATION_VARIANTS}
+    assert training_sets == {"baseline": "ingest/train", "erase": "erase", "inpaint": "inpaint", "augment": "augment"}
+    for variant in AUGMENTATION_VARIANTS:
+        assert steps[f"finetune/{variant}"].params["architecture"] == CAM_ARCHITECTURE
+        assert steps[f"evaluate/{variant}"].inputs == {"model": f"finetune/{variant}", "images": "ingest/test"}
+        cam = steps[f"cam/{variant}"]
+        assert cam.inputs == {"images": "ingest/test", "model": f"finetune/{variant}"}  # the fine-tune is a real edge
+        assert cam.params == {"detector": "faster_rcnn"}  # weights come from the model input, not a parameter
+        assert steps[f"compare/{variant}-deepgaze"].inputs == {"pred": f"cam/{variant}", "target": "deepgaze/test"}
+        assert steps[f"compare/{variant}-human"].inputs == {"pred": f"cam/{variant}", "target": "ingest/test"}
+    assert steps["deepgaze/test"].inputs == {"images": "ingest/test"}
+    assert steps["report"].inputs == {"run": "@run"} and steps["report"].params == {"protocol": "paper"}
+
+
+def test_overrides_reach_every_step_of_a_stage_but_not_the_wiring_keys():
+    overrides = {"ingest": {"shard_size": 8, "split": "all", "size": 128}, "finetune": {"epochs": 2}, "deepgaze": {"weights": "dg.pth"}}
+    steps = by_name(augmentation_steps(overrides=overrides, coco_weights="coco.pth", train_size=64))
+    assert {steps[n].params["shard_size"] for n in ("ingest/train", "ingest/train-64", "ingest/test")} == {8}  # erase joins same-size shards
+    assert [steps[n].params["split"] for n in ("ingest/train", "ingest/train-64", "ingest/test")] == ["unmasked", "unmasked", "masked"]
+    assert steps["ingest/test"].params["size"] == 128 and steps["ingest/train-64"].params["size"] == steps["erase"].params["map_size"] == 64
+    assert steps["ingest/train-64"].fixed == ("split", "resize", "size")
+    assert all(steps[f"finetune/{v}"].params["epochs"] == 2 and steps[f"finetune/{v}"].params["weights"] == "coco.pth" for v in AUGMENTATION_VARIANTS)
+    assert steps["cam/train"].params["weights"] == "coco.pth"
+    assert steps["deepgaze/train"].params == steps["deepgaze/test"].params == {"weights": "dg.pth"}
+    assert augmentation_steps(overrides=AUGMENTATION_DEMO, train_size=64)  # the demo settings are a valid override
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"preset": "corrected"}, "unknown augmentation study preset 'corrected'; valid: ['paper']"),
+        ({"overrides": {"finetune": {"architecture": "fasterrcnn_tiny"}}}, "reads only fasterrcnn_resnet50_fpn"),
+        ({"overrides": {"cam": {"weights": "x.pth"}}}, "cam.weights is set by the study's wiring"),
+        ({"overrides": {"finetune": {"weights": "x.pth"}}}, "finetune.weights is set by the study's wiring"),
+    ],
+)
+def test_augmentation_study_refuses_settings_that_break_its_wiring(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        augmentation_steps(**kwargs)
+    assert message in str(error.value)
+
+
+def test_check_order_refuses_reads_of_later_or_unknown_steps_and_duplicate_outputs():
+    ingest = Step("ingest", "ingest", {"images": "@images"})
+    with pytest.raises(ValueError, match="step 'cam' reads 'ingest', which does not run before it"):
+        check_order((Step("cam", "cam", {"images": "ingest"}), ingest))
+    with pytest.raises(ValueError, match="two steps write 'ingest'"):
+        check_order((ingest, ingest))
+    with pytest.raises(ValueError, match="unknown stage 'nope'"):
+        check_order((Step("x", "nope", {}),))
+
+
+def test_the_empirical_study_is_unchanged_by_the_generic_parts():
+    steps = study_steps(("faster_rcnn",), "paper")
+    assert [s.name for s in steps] == ["ingest", "deepgaze", "cam/faster_rcnn", "compare/faster_rcnn-deepgaze", "compare/faster_rcnn-human", "report"]
+    assert all(s.fixed == () for s in steps)
+    assert [s.name for s in study_steps(("faster_rcnn",), human_masks=False)] == ["ingest", "deepgaze", "cam/faster_rcnn", "compare/faster_rcnn-deepgaze", "report"]
