@@ -9,16 +9,19 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup lock demo demo-augmentation test bench clean
 
 # The runtime dependencies install at the versions of images/constraints.txt, as in the images.
+# PIP_QUIET: pip 26 forwards setuptools' informational "Editable installation" box as a BuildBackendWarning.
+PIP_QUIET := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet
+
 $(STAMP): pyproject.toml images/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c images/constraints.txt -e ".[test]"
+	$(PIP_QUIET) -c images/constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the project with its test tools
 
 lock: $(STAMP)  ## re-pin images/constraints.txt to this venv's runtime dependencies (after editing pyproject.toml)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(PIP_QUIET) -e ".[test]"
 	$(BIN)/python -m saliencylab.lock images/constraints.txt
 
 demo: $(STAMP)  ## run every built stage on the bundled demo data (CPU, local storage)

@@ -22,7 +22,7 @@ import typer
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.batches import map_image_batches
-from saliencylab.cam import build_detector, eigencam_maps, get_detector
+from saliencylab.cam import DETECTOR_NAMES, build_detector, eigencam_maps, get_detector
 from saliencylab.config import field
 from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask, StageError
@@ -100,7 +100,9 @@ def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
     return Prepared(recorded, images.shard_tasks(), process, tuple(warnings))
 
 
-JOB = Job(spec=get_stage("cam"), version="1", config_cls=CamConfig, prepare=prepare)
+JOB = Job(
+    spec=get_stage("cam"), version="1", config_cls=CamConfig, prepare=prepare, choices={"detector": DETECTOR_NAMES}, references=("weights",)
+)
 command = stage_command(JOB)
 
 if __name__ == "__main__":

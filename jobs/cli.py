@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,17 +12,16 @@ from saliencylab.stages import STAGES
 from saliencylab.storage import join_uri, open_storage
 
 from jobs import outcome, render
-from jobs.common import ALLOW_MIXED_CODE_HELP, USER_ERRORS, fail, stage_command
+from jobs.common import ALLOW_MIXED_CODE_HELP, USER_ERRORS, fail
+from jobs.lazy import StageGroup
 
 app = typer.Typer(
     help="Measure and improve how human-like the saliency maps of vision models are.\n\n"
     "Every stage reads sharded artifacts and writes shards plus a _manifest.json; see docs/architecture.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=StageGroup,  # one sub-command per registered stage, its job module imported only when used
 )
-
-for _spec in STAGES:
-    app.command(_spec.name, help=_spec.summary)(stage_command(importlib.import_module(_spec.module).JOB))
 
 
 @app.command("merge")
@@ -76,8 +74,12 @@ def _weights_overrides(cam_weights: list[str], deepgaze_weights: str | None, cen
         if not sep:
             raise ValueError(f"--cam-weights expects detector=URI, got {pair!r}")
         overrides["cam_weights"][detector] = uri
-    overrides["deepgaze"] = {k: v for k, v in {"weights": deepgaze_weights, "centerbias": centerbias}.items() if v}
+    overrides["deepgaze"] = _deepgaze_params(deepgaze_weights, centerbias)
     return overrides
+
+
+def _deepgaze_params(weights: str | None, centerbias: str | None) -> dict:
+    return {k: v for k, v in {"weights": weights, "centerbias": centerbias}.items() if v}
 
 
 @app.command("study")
@@ -96,18 +98,24 @@ def study_command(
     """Run the empirical study end to end: ingest, CAMs, DeepGaze, compare, report."""
     from saliencylab.cam import DETECTOR_NAMES
     from saliencylab.config import parse_sets
-    from saliencylab.pipeline import study_steps
+    from saliencylab.pipeline import stages_of, study_steps
+    from saliencylab.plan import check_plan, split_sets, unknown_name
 
+    from jobs.common import stage_params
     from jobs.local import run_steps
 
     try:
         overrides = _weights_overrides(cam_weights, deepgaze_weights, centerbias)
-        for key, value in parse_sets(set_).items():
-            stage, _, name = key.partition(".")
-            overrides.setdefault(stage, {})[name] = value
         chosen = tuple(d.strip() for d in detectors.split(",")) if detectors else DETECTOR_NAMES
+        for name in chosen:
+            if name not in DETECTOR_NAMES:
+                raise ValueError("--detectors: " + unknown_name("detector", name, DETECTOR_NAMES))
+        for stage, values in split_sets(parse_sets(set_), stages_of(study_steps(chosen[:1], preset))).items():
+            overrides.setdefault(stage, {}).update(values)
         steps = study_steps(chosen, preset, overrides, human_masks=bool(masks))
-        manifests = run_steps(steps, output, {"images": images, "masks": masks or "", "run": output}, force=force)
+        externals = {"images": images, "masks": masks or "", "run": output}
+        check_plan(steps, stage_params, externals)  # every step's parameters, weights and inputs, before anything runs
+        manifests = run_steps(steps, output, externals, force=force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     _print_outputs(output, manifests)
@@ -134,12 +142,37 @@ def augmentation_study_command(
     from jobs.local import run_steps, stage_overrides
 
     try:
-        overrides = _weights_overrides([], deepgaze_weights, centerbias)
-        del overrides["cam_weights"]
-        for stage, values in stage_overrides(parse_sets(set_), augmentation_steps()).items():
-            overrides.setdefault(stage, {}).update(values)
+        overrides = stage_overrides(parse_sets(set_), augmentation_steps())
+        overrides["deepgaze"] = {**overrides.get("deepgaze", {}), **_deepgaze_params(deepgaze_weights, centerbias)}
         steps = augmentation_steps(preset, overrides, coco_weights=coco_weights)
         manifests = run_steps(steps, output, {"images": images, "masks": masks, "run": output}, force=force)
+    except USER_ERRORS as e:
+        raise fail(str(e)) from None
+    _print_outputs(output, manifests)
+
+
+@app.command("xai-benchmark")
+def xai_benchmark_command(
+    images: Annotated[str, typer.Option("--images", help="A labelled image artifact: ingest --format hsb output, or hsi-labels output.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Run root: a local folder or s3://bucket/runs/<name>.")],
+    preset: Annotated[str, typer.Option("--preset", help="Benchmark configuration (saliencylab.pipeline.XAI_PRESETS): paper or notebook.")] = "paper",
+    hsi_weights: Annotated[str, typer.Option("--hsi-weights", help="HSI model: hsi-train:<artifact URI>#best, a path or s3:// URI; default random.")] = "random",
+    classifier_weights: Annotated[
+        str, typer.Option("--classifier-weights", help="ResNet weights: path, s3:// URI or torchvision:ResNet50_Weights.IMAGENET1K_V1; default random.")
+    ] = "random",
+    set_: Annotated[list[str], typer.Option("--set", help="stage.key=value for every step of that stage, e.g. xai.arch=resnet18.")] = [],
+    force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
+) -> None:
+    """Run the explanation-method benchmark: HSI maps, GBP / Grad-CAM / RISE maps, compare each with HSI, report."""
+    from saliencylab.config import parse_sets
+    from saliencylab.pipeline import xai_benchmark_steps
+
+    from jobs.local import run_steps, stage_overrides
+
+    try:
+        overrides = stage_overrides(parse_sets(set_), xai_benchmark_steps())
+        steps = xai_benchmark_steps(preset, overrides, hsi_weights=hsi_weights, classifier_weights=classifier_weights)
+        manifests = run_steps(steps, output, {"images": images, "run": output}, force=force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     _print_outputs(output, manifests)

@@ -10,18 +10,21 @@ that reads input manifests and plans shard tasks, and optionally a `finalize` ru
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import sys
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from saliencylab.config import config_to_dict, load_yaml_config, parse_sets, resolve_config
-from saliencylab.manifests import Manifest
+from saliencylab.manifests import MANIFEST_KEY, Manifest
 from saliencylab.progress import Progress
 from saliencylab.runner import (
+    ERROR_POLICIES,
     ErrorPolicy,
     FinalizeFn,
     ProcessFn,
@@ -32,7 +35,8 @@ from saliencylab.runner import (
     check_error_policy,
     run_stage,
 )
-from saliencylab.stages import StageSpec
+from saliencylab.plan import StageParams
+from saliencylab.stages import StageSpec, get_stage
 from saliencylab.storage import StorageError, open_storage
 
 USER_ERRORS = (ValueError, StageError, StorageError, FileNotFoundError)
@@ -63,6 +67,17 @@ class Job:
     # prepare(inputs, config, output) also gets the output Storage, for stages that write files as
     # they go (finetune's checkpoints); shards and the manifest still go through the runner
     prepare_takes_output: bool = False
+    # field name -> its valid values, for fields typed `str` whose values a registry holds (cam's
+    # detector): listed in --help and checked by `saliencylab.plan` before a pipeline runs
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # fields holding a weights spec (saliencylab.weights), checked to exist before a pipeline runs
+    references: tuple[str, ...] = ()
+
+
+def stage_params(stage: str) -> StageParams:
+    """What `saliencylab.plan.check_plan` needs of `stage`, from its job module's `JOB` (imports it)."""
+    job = importlib.import_module(get_stage(stage).module).JOB
+    return StageParams(job.config_cls, job.choices, job.references)
 
 
 def parse_inputs(spec: StageSpec, values: list[str]) -> dict[str, str]:
@@ -118,7 +133,7 @@ def execute(
         for task in prepared.tasks:
             prepared.process(task, ErrorPolicy(on_error, shard=task.name))
         return None
-    for warning in prepared.warnings:
+    for warning in own_warnings(prepared):
         print(f"WARNING [{job.spec.name}]: {warning}", file=sys.stderr)
     request = RunRequest(
         stage=job.spec.name,
@@ -142,21 +157,63 @@ def execute(
     )
 
 
+def own_warnings(prepared: Prepared) -> list[str]:
+    """The warnings of `prepared` that its input artifacts do not already carry, each once, in order.
+
+    Every warning still goes into the manifest; only the stage that raised it prints it, so a run
+    shows, e.g., the SYNTHETIC-masks warning once (from ingest), not once per later stage.
+    """
+    inherited: set[str] = set()
+    for spec in prepared.inputs.values():
+        storage = open_storage(spec["uri"])
+        if storage.exists(MANIFEST_KEY):
+            inherited.update(Manifest.from_json(storage.read_bytes(MANIFEST_KEY), spec["uri"]).warnings)
+    return [w for w in dict.fromkeys(prepared.warnings) if w not in inherited]
+
+
 def fail(message: str) -> typer.Exit:
     """Print a user-facing error on stderr and return the Exit to raise."""
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(code=2)
 
 
-def _config_options(config_cls: type) -> list[inspect.Parameter]:
+def _default_text(value: Any) -> str:
+    """` [default: X]` in typer's style, or "" for an empty default (nothing to show)."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    elif isinstance(value, tuple):
+        value = ",".join(str(v) for v in value)
+    # typer's own style; the backslash keeps rich markup from reading it as a tag
+    return f"  \\[default: {value}]" if value not in ("", None) else ""
+
+
+def _option_kind(name: str, kind: Any, choices: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """The typer annotation and Option keywords for a config field of type `kind`.
+
+    int, float and str fields become INTEGER, FLOAT and TEXT options, bools `--x/--no-x` flags,
+    Literal fields (and fields with declared `choices`) list their values; tuples take A,B,...
+    """
+    flag = "--" + name.replace("_", "-")
+    literal = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
+    if kind is bool:
+        return Optional[bool], {"param_decls": (f"{flag}/--no-{flag[2:]}",), "metavar": ""}
+    if choices or literal:
+        values = tuple(choices or literal)
+        return Optional[Literal[values]], {"param_decls": (flag,), "metavar": f"[{'|'.join(map(str, values))}]"}
+    if typing.get_origin(kind) is tuple:
+        return Optional[str], {"param_decls": (flag,), "metavar": "A,B,..."}
+    metavar = {int: "INTEGER", float: "FLOAT"}.get(kind, "TEXT")
+    return Optional[kind if kind in (int, float) else str], {"param_decls": (flag,), "metavar": metavar}
+
+
+def _config_options(config_cls: type, choices: dict[str, tuple[str, ...]]) -> list[inspect.Parameter]:
+    hints = typing.get_type_hints(config_cls)
     params = []
     for f in dataclasses.fields(config_cls):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        option = typer.Option(flag, help=help_text, show_default=False, rich_help_panel="Stage parameters")
-        params.append(
-            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[str], option])
-        )
+        annotation, keywords = _option_kind(f.name, hints[f.name], choices.get(f.name, ()))
+        help_text = f.metadata.get("help", "") + _default_text(f.default)
+        option = typer.Option(*keywords.pop("param_decls"), help=help_text, show_default=False, rich_help_panel="Stage parameters", **keywords)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[annotation, option]))
     return params
 
 
@@ -164,21 +221,23 @@ def stage_command(job: Job) -> Callable[..., None]:
     """A typer command for `job` implementing the stage contract."""
     spec = job.spec
     contract = {
-        "input": (list[str], typer.Option("--input", "-i", help=f"Input URI(s): name=URI or bare, in order {list(spec.inputs)}.")),
-        "output": (str, typer.Option("--output", "-o", help="Output URI: a local folder, file:// or s3://bucket/prefix.")),
-        "shard": (Optional[str], typer.Option("--shard", help="Handle only shards i of n (i/n); run `saliencylab merge` after.")),
-        "config": (Optional[str], typer.Option("--config", help="YAML file of parameters.")),
-        "preset": (Optional[str], typer.Option("--preset", help=f"Named parameter set: {sorted(job.presets) or 'none'}.")),
-        "set_": (list[str], typer.Option("--set", help="Override a parameter: key=value (repeatable).")),
-        "force": (bool, typer.Option("--force", help="Replace an output written with other parameters.")),
-        "on_error": (str, typer.Option("--on-error", help="fail: stop at a bad item; skip: quarantine it in the manifest.")),
-        "verify": (bool, typer.Option("--verify", help="Before calling a complete output complete, check every shard's sha256 too.")),
-        "allow_mixed_code": (bool, typer.Option("--allow-mixed-code", help=ALLOW_MIXED_CODE_HELP)),
+        "input": (list[str], typer.Option("--input", "-i", metavar="TEXT", help=f"Input URI(s): name=URI or bare, in order {list(spec.inputs)}.")),
+        "output": (str, typer.Option("--output", "-o", metavar="TEXT", help="Output URI: a local folder, file:// or s3://bucket/prefix.")),
+        "shard": (Optional[str], typer.Option("--shard", metavar="I/N", help="Handle only shards i of n (i/n); run `saliencylab merge` after.")),
+        "config": (Optional[str], typer.Option("--config", metavar="FILE", help="YAML file of parameters.")),
+        "preset": (Optional[str], typer.Option("--preset", metavar=f"[{'|'.join(sorted(job.presets))}]", help="Named parameter set.")),
+        "set_": (list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a parameter: key=value (repeatable).")),
+        "force": (bool, typer.Option("--force", metavar="", help="Replace an output written with other parameters.")),
+        "on_error": (str, typer.Option("--on-error", metavar=f"[{'|'.join(ERROR_POLICIES)}]", help="fail: stop at a bad item; skip: quarantine it in the manifest.")),
+        "verify": (bool, typer.Option("--verify", metavar="", help="Before calling a complete output complete, check every shard's sha256 too.")),
+        "allow_mixed_code": (bool, typer.Option("--allow-mixed-code", metavar="", help=ALLOW_MIXED_CODE_HELP)),
     }
     defaults = {
         "input": [], "output": ..., "shard": None, "config": None, "preset": None, "set_": [],
         "force": False, "on_error": "fail", "verify": False, "allow_mixed_code": False,
     }  # fmt: skip
+    if not job.presets:
+        del contract["preset"]
     field_names = [f.name for f in dataclasses.fields(job.config_cls)]
     clash = set(field_names) & set(contract)
     if clash:
@@ -187,7 +246,7 @@ def stage_command(job: Job) -> Callable[..., None]:
     def command(**kwargs: Any) -> None:
         options = {name: kwargs.pop(name) for name in field_names}
         try:
-            config = build_config(job, kwargs["preset"], kwargs["config"], kwargs["set_"], options)
+            config = build_config(job, kwargs.get("preset"), kwargs["config"], kwargs["set_"], options)
             manifest = execute(
                 job,
                 parse_inputs(spec, kwargs["input"]),
@@ -211,7 +270,7 @@ def stage_command(job: Job) -> Callable[..., None]:
     params = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=Annotated[kind, option])
         for name, (kind, option) in contract.items()
-    ] + _config_options(job.config_cls)
+    ] + _config_options(job.config_cls, job.choices)
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__doc__ = f"{spec.summary}\n\n{inspect.getdoc(job.config_cls) or ''}"

@@ -23,6 +23,7 @@ from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.config import field
 from saliencylab.metrics import bootstrap_ci, compare_maps, resize_to
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
+from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, derive_seed
 from saliencylab.shards import read_shard
 from saliencylab.stages import get_stage
 from saliencylab.storage import Storage
@@ -52,7 +53,7 @@ class CompareConfig:
     )
     fraction: float = field(0.1, "Top fraction of pixels for IoU (paper: 0.1, its 'top 90%' threshold).")
     bootstrap: int = field(1000, "Bootstrap resamples for the 95% intervals in the summary.")
-    seed: int = field(0, "Seed of the bootstrap.")
+    seed: int = field(DEFAULT_SEED, SEED_HELP)
 
 
 def map_field(artifact: Artifact, configured: str) -> str:
@@ -162,7 +163,7 @@ def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[st
     if ok:
         for metric in METRICS:
             values = np.array([r[metric] for r in ok], dtype=np.float64)
-            summary["metrics"][metric] = asdict(bootstrap_ci(values, n_resamples=config.bootstrap, seed=config.seed))
+            summary["metrics"][metric] = asdict(bootstrap_ci(values, n_resamples=config.bootstrap, seed=derive_seed(config.seed, "bootstrap", metric)))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["key", "status", *METRICS, *FLAGS], lineterminator="\n")
     writer.writeheader()
@@ -171,7 +172,7 @@ def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[st
     return summary, {"metrics.csv": buffer.getvalue().encode()}
 
 
-JOB = Job(spec=get_stage("compare"), version="1", config_cls=CompareConfig, prepare=prepare, finalize=finalize)
+JOB = Job(spec=get_stage("compare"), version="2", config_cls=CompareConfig, prepare=prepare, finalize=finalize)
 command = stage_command(JOB)
 
 if __name__ == "__main__":

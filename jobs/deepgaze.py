@@ -109,7 +109,7 @@ def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
     return Prepared({"images": images.input_spec}, images.shard_tasks(), process, tuple(warnings))
 
 
-JOB = Job(spec=get_stage("deepgaze"), version="1", config_cls=DeepGazeConfig, prepare=prepare)
+JOB = Job(spec=get_stage("deepgaze"), version="1", config_cls=DeepGazeConfig, prepare=prepare, references=("weights", "centerbias"))
 command = stage_command(JOB)
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[st
     config = ReportConfig(**request.params)
     contents = discover(open_storage(root_uri))
     options = Options(
-        examples=config.examples, dataset=config.dataset, mark_best=not contents.random_weights(),
+        examples=config.examples, dataset=config.dataset, mark_best=not contents.any_random(),
         bootstrap=config.bootstrap, seed=config.seed, map_bootstrap=config.map_bootstrap,
     )  # fmt: skip
     markdown, page, figures, summary = build_report(contents, config.title, options, config.protocol)

@@ -73,7 +73,9 @@ class XAIConfig:
     )
     target: Literal["label", "top"] = field("label", "Class to explain: the sample's label (the HSI paper) or the top prediction.")
     label_field: str = field("label", "Key of the label in each sample's meta.json (a class name or an integer index).")
-    label_map: str = field(IMAGENET, "Label -> class index: imagenet (torchvision's 1000 names) or a JSON file {label: index} (path or s3://).")
+    label_map: str = field(
+        IMAGENET, "Label -> class index: imagenet (torchvision's 1000 names) or a JSON file {label: index} (path or s3://)."
+    )
     input_size: int = field(INPUT_SIZE, "Side the images are squashed to for the classifier (ImageNet weights: 224).")
     rise_masks: int = field(DEFAULT_MASKS, "RISE: number of masks N.")
     rise_cells: int = field(DEFAULT_CELLS, "RISE: grid cells per side s.")

@@ -5,8 +5,8 @@ A run lives under one root (a local folder or `s3://bucket/runs/<run>`); each st
 or an external input given as `@name` (e.g. `@images`, the raw dataset). The local runner
 (`saliencylab demo`, `saliencylab study`, `saliencylab augmentation-study`) and the Argo DAGs
 (k8s/pipeline.yaml, k8s/pipelines/) all follow these declarations: `study_steps` (the empirical
-study) and `augmentation_steps` (the augmentation study: four training sets, fine-tuned,
-evaluated and compared).
+study), `augmentation_steps` (the augmentation study: four training sets, fine-tuned, evaluated
+and compared) and `xai_benchmark_steps` (GBP, Grad-CAM, RISE against HSI maps).
 
 Two named configurations of the empirical study (`STUDY_PRESETS`):
 - `paper`: the protocol of the source study as it was meant (512x512 squash, the paper's layers,
@@ -141,10 +141,7 @@ def augmentation_steps(
         if key in overrides.get(stage, {}):
             raise ValueError(f"{stage}.{key} is set by the study's wiring (COCO weights option, fine-tuned models); do not override it")
 
-    def step(name: str, stage: str, inputs: dict[str, str], **own: Any) -> Step:
-        params = {**AUGMENTATION_PRESETS[preset].get(stage, {}), **overrides.get(stage, {}), **own}
-        return Step(name, stage, inputs, params, tuple(own))
-
+    step = _step_maker(AUGMENTATION_PRESETS[preset], overrides)
     raw = {"images": "@images", "masks": "@masks"}
     train_maps = f"ingest/train-{train_size}"
     steps = [
@@ -172,6 +169,59 @@ def augmentation_steps(
     result = tuple(steps)
     check_order(result)
     return result
+
+
+XAI_METHODS: tuple[str, ...] = ("gbp", "gradcam", "rise")
+XAI_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"xai": {"target": "label"}, "report": {"protocol": "paper"}},  # the label's class, RISE N=4000, s=7, p1=0.5
+    "notebook": {"xai": {"target": "label", "rise_masks": 6000, "rise_cells": 8, "rise_p1": 0.1}, "report": {"protocol": "paper"}},
+}
+
+
+def xai_benchmark_steps(
+    preset: str = "paper",
+    overrides: dict[str, dict[str, Any]] | None = None,
+    hsi_weights: str = "random",
+    classifier_weights: str = "random",
+) -> tuple[Step, ...]:
+    """The explanation-method benchmark (HSI paper, Table 4): GBP, Grad-CAM and RISE against HSI maps.
+
+    `@images` is a labelled image artifact (samples with image.png and a label in meta.json: an
+    `ingest --format hsb` output, or `hsi-labels` output; ImageNet validation in the paper).
+    `hsi-predict` maps it with the HSI model; `xai/<method>` explains the classifier's decision for
+    each label with each of XAI_METHODS; `compare/<method>-hsi` scores each method's maps against
+    the HSI maps; `report` over the run root.
+
+    Args:
+        preset: a key of XAI_PRESETS (paper: RISE defaults; notebook: the authors' notebook's RISE).
+        overrides: stage name -> parameters over the preset for every step of that stage.
+        hsi_weights: weights spec of the HSI model (`hsi-train:<URI>#best`, a path, or `random`).
+        classifier_weights: weights spec of the explained ResNet (`random` for tests).
+    """
+    if preset not in XAI_PRESETS:
+        raise ValueError(f"unknown xai benchmark preset {preset!r}; valid: {sorted(XAI_PRESETS)}")
+    overrides = overrides or {}
+    for stage, key in (("xai", "method"), ("xai", "weights"), ("hsi-predict", "weights")):
+        if key in overrides.get(stage, {}):
+            raise ValueError(f"{stage}.{key} is set by the benchmark's wiring (one step per method, the weights options); do not override it")
+    step = _step_maker(XAI_PRESETS[preset], overrides)
+    steps = [step("hsi-predict", "hsi-predict", {"images": "@images"}, weights=hsi_weights)]
+    for method in XAI_METHODS:
+        steps.append(step(f"xai/{method}", "xai", {"images": "@images"}, method=method, weights=classifier_weights))
+        steps.append(step(f"compare/{method}-hsi", "compare", {"pred": f"xai/{method}", "target": "hsi-predict"}))
+    steps.append(step("report", "report", {"run": "@run"}))
+    result = tuple(steps)
+    check_order(result)
+    return result
+
+
+def _step_maker(layer: dict[str, dict[str, Any]], overrides: dict[str, dict[str, Any]]):
+    """A Step factory: parameters = the preset's `layer` < `overrides` < the step's own keyword keys (its `fixed`)."""
+
+    def step(name: str, stage: str, inputs: dict[str, str], **own: Any) -> Step:
+        return Step(name, stage, inputs, {**layer.get(stage, {}), **overrides.get(stage, {}), **own}, tuple(own))
+
+    return step
 
 
 def stages_of(steps: tuple[Step, ...]) -> list[str]:

@@ -207,6 +207,18 @@ def _remove_other_runs(out: Storage, request: RunRequest) -> None:
             out.delete(key)
 
 
+def _differences(version: str, params: dict[str, Any], inputs: dict[str, dict[str, str]], request: RunRequest) -> str:
+    """What differs between an earlier run (its stage version, params, inputs) and `request`, for a refusal."""
+    changed = [f"{k}: {params.get(k)!r} -> {request.params.get(k)!r}" for k in sorted({*params, *request.params}) if params.get(k) != request.params.get(k)]
+    moved = [name for name in sorted({*inputs, *request.inputs}) if inputs.get(name) != request.inputs.get(name)]
+    parts = [f"changed params: {', '.join(changed)}"] if changed else []
+    if moved:
+        parts.append(f"changed inputs: {', '.join(moved)}")
+    if version != request.stage_version:
+        parts.append(f"stage version {version} -> {request.stage_version}")
+    return "; ".join(parts) or "same params and inputs; the shard plan differs"
+
+
 def _claim_output(out: Storage, request: RunRequest, *, force: bool, verify: bool, sole_writer: bool) -> str:
     """Write `_run.json`, or check that the one there is ours; return 'complete' if the run is done.
 
@@ -230,16 +242,15 @@ def _claim_output(out: Storage, request: RunRequest, *, force: bool, verify: boo
         elif not force:
             raise StageError(
                 f"{out.uri} already holds a completed {existing.stage} run with other parameters or inputs "
-                f"(run {existing.run_id[:12]}, this one {run_id[:12]}). Write to a new output, or pass --force "
-                "to replace it."
+                f"({_differences(existing.stage_version, existing.params, existing.inputs, request)}; "
+                f"run {existing.run_id[:12]}, this one {run_id[:12]}). Write to a new output, or pass --force to replace it."
             )
         out.delete(MANIFEST_KEY)
     previous = RunRequest.from_json(out.read_bytes(RUN_KEY)) if out.exists(RUN_KEY) else None
     if previous is not None and previous.run_id != run_id and not force:
-        changed = sorted(k for k in {*previous.params, *request.params} if previous.params.get(k) != request.params.get(k))
         raise StageError(
             f"{out.uri} holds a partial {previous.stage} run with other parameters or inputs "
-            f"(changed params: {changed or 'none; inputs or plan differ'}). Use a new output, or --force."
+            f"({_differences(previous.stage_version, previous.params, previous.inputs, request)}). Use a new output, or --force."
         )
     other_run = previous is None or previous.run_id != run_id
     if force and other_run:
@@ -292,19 +303,23 @@ def run_stage(
     parts = {t.name: None if force else _load_part(out, t.name) for t in mine}
     if not allow_mixed_code:
         _refuse_other_code(out, parts, run_id, code)
-    progress = progress or Progress(request.stage, total=len(mine))
+    progress = progress or Progress(request.stage, [(t.name, len(t.items)) for t in mine])
+    reused = {t.name for t in mine if _reusable(out, t.name, parts[t.name], run_id)}
+    progress.skip([(t.name, len(t.items)) for t in mine if t.name in reused])
     for task in mine:
-        if _reusable(out, task.name, parts[task.name], run_id):
-            progress.advance(task.name, skipped=True)
+        if task.name in reused:
             continue
         policy = ErrorPolicy(on_error, shard=task.name)
-        samples = list(process(task, policy))
+        samples = []
+        for sample in process(task, policy):
+            samples.append(sample)
+            progress.sample(task.name)
         data = write_shard(samples)
         out.write_bytes(task.name, data)
         record = ShardRecord(task.name, len(samples), sha256_hex(data), len(data), tuple(s["__key__"] for s in samples))
         part = {"run_id": run_id, "code_version": code, "shard": asdict(record), "quarantine": [asdict(q) for q in policy.quarantined]}
         out.write_bytes(_part_key(task.name), canonical_json(part))
-        progress.advance(task.name, samples=len(samples), quarantined=len(policy.quarantined))
+        progress.shard_done(task.name, len(samples), quarantined=len(policy.quarantined))
     progress.close()
     if selection.count > 1:
         return None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from saliencylab.storage import join_uri, read_uri
+from saliencylab.storage import join_uri, open_storage, read_uri
 
 RANDOM = "random"
 FINETUNE_PREFIX = "finetune:"
@@ -48,6 +48,33 @@ def _torchvision_file(spec: str) -> Path:
             f"file there (or set TORCH_HOME), or pass the file's path or s3:// URI instead."
         )
     return path
+
+
+def check_weights(spec: str) -> None:
+    """Check that the weights `spec` names are there, without reading or loading them.
+
+    `random` passes; `torchvision:<Enum>.<MEMBER>` must be a known enum member whose file is in
+    the cache; `finetune:<uri>[#name]` must name a finished artifact (its manifest exists); a path,
+    `file://` or `s3://` URI must name an existing file (one HEAD request on S3).
+
+    Raises:
+        FileNotFoundError: the file, cache entry or artifact is missing (the message says where it looked).
+        ValueError: the spec is malformed (e.g. an unknown torchvision enum, a URI naming no file).
+    """
+    if spec == RANDOM:
+        return
+    if spec.startswith("torchvision:"):
+        _torchvision_file(spec)
+        return
+    uri = spec.removeprefix(FINETUNE_PREFIX).partition("#")[0] if spec.startswith(FINETUNE_PREFIX) else spec
+    if spec.startswith(FINETUNE_PREFIX):
+        uri = join_uri(uri, "_manifest.json")
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    if not name or parent in ("s3:", "s3:/"):
+        raise ValueError(f"{spec!r} names no file; expected a path, file:///path, s3://bucket/key, torchvision:<Enum>.<MEMBER> or random")
+    if not open_storage(parent or ".").exists(name):
+        what = "no finished finetune artifact (no _manifest.json)" if spec.startswith(FINETUNE_PREFIX) else "no such file"
+        raise FileNotFoundError(f"weights {spec}: {what} at {uri}")
 
 
 def parse_state_dict(data: bytes, source: str) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from tests.hsb_fixtures import HEIGHT, WIDTH, write_hsb
 from tests.hsi_fixtures import write_salicon_coco
 
 runner = CliRunner()
-SMOKE = ["--preset", "smoke", "--epochs", "1", "--decoder-channels", "16", "--device", "cpu"]
+SMOKE = ["--preset", "smoke", "--epochs", "1", "--image-size", "32", "--decoder-channels", "16", "--device", "cpu"]
 
 
 def _invoke(*args: str):
@@ -89,7 +89,8 @@ def test_pretraining_keeps_the_best_epoch_on_a_held_out_image(pretrained):
     manifest = open_artifact(str(pretrained)).manifest
     summary = manifest.summary
     assert summary["mode"] == "pretrain" and summary["weights"] == {"best": "pretrain/weights/best.safetensors", "last": "pretrain/weights/last.safetensors"}
-    assert summary["units"]["pretrain"] == {"train": 2, "validation": 1}  # 3 conditional labels of 3 images; 1 image held out
+    sizes = summary["units"]["pretrain"]  # 3 conditional labels (image 2 has two), one image held out with all its labels
+    assert sizes["train"] + sizes["validation"] == 3 and sizes["train"] >= 1 and sizes["validation"] >= 1
     assert summary["selection"]["best_epoch"] == 1 and (pretrained / "pretrain" / "weights" / "best.safetensors").exists()
     assert any("RANDOM" in w for w in manifest.warnings)
 
@@ -109,9 +110,9 @@ def test_folds_train_as_parallel_shards_from_the_pretrained_model_and_predict_lo
         assert sorted(key.split("_")[1] for key, fold in folds.items() if fold == k) == ["cat", "dog"]
     assert summary["weights"] == {f"fold-{k}": f"fold-{k}/weights/last.safetensors" for k in (0, 1)}
     result = _invoke("hsi-predict", "-i", hsb / "art", "-o", tmp_path / "pred", "--weights", f"hsi-train:{out}#fold-1",
-                     "--image-size", "64", "--decoder-channels", "16", "--device", "cpu")  # fmt: skip
+                     "--image-size", "32", "--decoder-channels", "16", "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     maps = _samples(tmp_path / "pred")
     assert sorted(maps) == sorted(folds) and maps["images_cat_0"]["saliency.npy"].shape == (32, 32)
-    wrong = _invoke("hsi-predict", "-i", hsb / "art", "-o", tmp_path / "p2", "--weights", f"hsi-train:{out}#best", "--image-size", "64")
+    wrong = _invoke("hsi-predict", "-i", hsb / "art", "-o", tmp_path / "p2", "--weights", f"hsi-train:{out}#best", "--image-size", "32")
     assert wrong.exit_code == 2 and "no weights called 'best'" in wrong.output and "fold-0" in wrong.output

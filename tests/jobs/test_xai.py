@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.runner import RunRequest, ShardTask, run_stage
 from saliencylab.shards import shard_name
 from saliencylab.storage import open_storage
+from saliencylab.xai import build_classifier
 
 from jobs.cli import app
 from tests.hsi_fixtures import HEIGHT, WIDTH, write_salicon_coco
@@ -143,3 +145,20 @@ def test_bad_label_map_and_the_notebook_preset(mixed, labels, tmp_path):
     assert result.exit_code == 0, result.output
     params = open_artifact(str(tmp_path / "nb")).manifest.params
     assert (params["method"], params["rise_masks"], params["rise_cells"], params["rise_p1"]) == ("rise", 16, 8, 0.1)
+
+
+def test_weights_from_a_file_or_the_torchvision_cache(mixed, tmp_path, monkeypatch):
+    weights = tmp_path / "resnet18.pth"
+    torch.save(build_classifier("resnet18", None, seed=0).state_dict(), weights)  # the default random model, as a file
+    common = ["xai", "-i", str(mixed), "--target", "top", "--arch", "resnet18", "--input-size", "64"]
+    assert runner.invoke(app, [*common, "-o", str(tmp_path / "random")]).exit_code == 0
+    result = runner.invoke(app, [*common, "-o", str(tmp_path / "file"), "--weights", str(weights), "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    loaded, default = _samples(tmp_path / "file"), _samples(tmp_path / "random")
+    for key in default:
+        np.testing.assert_array_equal(loaded[key]["xai.npy"], default[key]["xai.npy"])
+    assert not any("RANDOM" in w for w in open_artifact(str(tmp_path / "file")).manifest.warnings)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    result = runner.invoke(app, [*common, "-o", str(tmp_path / "cache"), "--weights", "torchvision:ResNet18_Weights.IMAGENET1K_V1"])
+    assert result.exit_code == 2 and "resnet18-f37072fd.pth" in result.output and "Nothing is downloaded" in result.output

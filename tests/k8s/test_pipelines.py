@@ -1,13 +1,14 @@
 """The other studies' Argo DAGs (k8s/pipelines/) follow their declarations in saliencylab.pipeline.
 
 The files' validity (strict schema, lint, policies, fresh render, kustomization) is checked with
-every other manifest by test_manifests and test_policies; here: the DAG of the augmentation study.
+every other manifest by test_manifests and test_policies; here: the DAGs of the augmentation study
+and the XAI benchmark.
 """
 
 from __future__ import annotations
 
 from saliencylab.cluster import task_name, template_name
-from saliencylab.pipeline import AUGMENTATION_PRESETS, AUGMENTATION_VARIANTS, augmentation_steps
+from saliencylab.pipeline import AUGMENTATION_PRESETS, AUGMENTATION_VARIANTS, XAI_METHODS, XAI_PRESETS, augmentation_steps, xai_benchmark_steps
 from saliencylab.stages import get_stage
 
 from tests.k8s.checks import REPO, load_documents
@@ -69,3 +70,21 @@ def test_params_files_resolve_to_the_declared_parameters_and_users_cannot_break_
     assert [resolved[n]["split"] for n in ("ingest-train", "ingest-train-512", "ingest-test")] == ["unmasked", "unmasked", "masked"]
     assert {resolved[n]["shard_size"] for n in ("ingest-train", "ingest-train-512", "ingest-test")} == {8}
     assert resolved["finetune-inpaint"]["epochs"] == 1 and resolved["finetune-inpaint"]["weights"] == "random"
+
+
+def test_the_xai_benchmark_dag_follows_its_declaration_with_the_methods_in_parallel():
+    (kustomization,) = load_documents(REPO / "k8s/kustomization.yaml")
+    assert "pipelines/xai-benchmark.yaml" in kustomization["resources"]
+    template = "saliencylab-xai-benchmark"
+    for preset in XAI_PRESETS:
+        entry = next(t for t in workflow_templates()[template]["spec"]["templates"] if t["name"] == preset)
+        tasks = {t["name"]: t for t in entry["dag"]["tasks"]}
+        steps = xai_benchmark_steps(preset)
+        assert list(tasks) == [task_name(s.name) for s in steps]
+        for method in XAI_METHODS:
+            assert "depends" not in tasks[f"xai-{method}"]  # reads only the external image set: all three at once
+            assert tasks[f"compare-{method}-hsi"]["depends"] == f"xai-{method} && hsi-predict"
+        assert tasks["report"]["depends"] == " && ".join(task_name(s.name) for s in steps[:-1])
+        resolved = _resolved_params(preset, {"hsi-weights": "h.pth", "xai-params": "method: gbp, arch: resnet18"}, template)
+        for step in xai_benchmark_steps(preset, {"xai": {"arch": "resnet18"}}, hsi_weights="h.pth"):
+            assert {k: resolved[task_name(step.name)][k] for k in step.params} == step.params, step.name  # method stays the step's

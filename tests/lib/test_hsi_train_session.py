@@ -1,6 +1,6 @@
 """One HSI training unit against storage: a killed run resumes from its checkpoint to the same result; wrong weights name keys.
 
-Random-weight CLIP at 64 px with the decoder trained (CLIP frozen), on a synthetic HSB stand-in.
+Random-weight CLIP at 32 px with the decoder trained (CLIP frozen), on a synthetic HSB stand-in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from saliencylab.training.hsi_session import LAST, UnitPlan, curve_key, run_unit
 from jobs.cli import app
 from tests.hsb_fixtures import write_hsb
 
-SPEC = HSISpec(image_size=64, decoder_channels=16)
+SPEC = HSISpec(image_size=32, decoder_channels=16)  # u5 is 1x1 at 32 px: the cheapest grid the model takes
 
 
 class Killed(Exception):

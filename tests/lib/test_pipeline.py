@@ -9,11 +9,13 @@ from saliencylab.pipeline import (
     AUGMENTATION_DEMO,
     AUGMENTATION_VARIANTS,
     CAM_ARCHITECTURE,
+    XAI_METHODS,
     Step,
     augmentation_steps,
     check_order,
     stages_of,
     study_steps,
+    xai_benchmark_steps,
 )
 
 EXPECTED_ORDER = [
@@ -109,3 +111,21 @@ def test_the_empirical_study_is_unchanged_by_the_generic_parts():
     assert [s.name for s in steps] == ["ingest", "deepgaze", "cam/faster_rcnn", "compare/faster_rcnn-deepgaze", "compare/faster_rcnn-human", "report"]
     assert all(s.fixed == () for s in steps)
     assert [s.name for s in study_steps(("faster_rcnn",), human_masks=False)] == ["ingest", "deepgaze", "cam/faster_rcnn", "compare/faster_rcnn-deepgaze", "report"]
+
+
+def test_xai_benchmark_wiring():
+    steps = xai_benchmark_steps("notebook", {"xai": {"arch": "resnet18"}}, hsi_weights="hsi-train:s3://b/h#best", classifier_weights="r.pth")
+    assert [s.name for s in steps] == [
+        "hsi-predict", "xai/gbp", "compare/gbp-hsi", "xai/gradcam", "compare/gradcam-hsi", "xai/rise", "compare/rise-hsi", "report",
+    ]  # fmt: skip
+    named = by_name(steps)
+    assert named["hsi-predict"].inputs == {"images": "@images"} and named["hsi-predict"].params == {"weights": "hsi-train:s3://b/h#best"}
+    for method in XAI_METHODS:
+        xai = named[f"xai/{method}"]
+        assert xai.inputs == {"images": "@images"} and xai.fixed == ("method", "weights")
+        assert (xai.params["method"], xai.params["weights"], xai.params["arch"], xai.params["rise_masks"]) == (method, "r.pth", "resnet18", 6000)
+        assert named[f"compare/{method}-hsi"].inputs == {"pred": f"xai/{method}", "target": "hsi-predict"}
+    with pytest.raises(ValueError, match="xai.method is set by the benchmark's wiring"):
+        xai_benchmark_steps(overrides={"xai": {"method": "rise"}})
+    with pytest.raises(ValueError, match=r"unknown xai benchmark preset 'x'; valid: \['notebook', 'paper'\]"):
+        xai_benchmark_steps("x")

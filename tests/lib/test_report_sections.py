@@ -156,7 +156,7 @@ def run(tmp_path_factory):
 
 
 def _report(root, out, *extra):
-    result = runner.invoke(app, ["report", "--input", f"run={root}", "--output", str(out), "--set", "bootstrap=200", *extra])
+    result = runner.invoke(app, ["report", "--input", f"run={root}", "--output", str(out), "--set", "bootstrap=200", "--set", "map_bootstrap=50", *extra])
     assert result.exit_code == 0, result.output
     return (out / "report.md").read_text(), (out / "report.html").read_text()
 
@@ -217,7 +217,9 @@ def test_report_sections_tables_and_figures(run, tmp_path):
     assert training["hsi-predict/fold-1"] == "fine-tuned fold-1, CLIP init, fresh decoder"
     assert training["hsi-predict"] == "given weights file"
     folds = next(t for t in parsed.tables if t[0][0][1] == "hsi-train run")
-    assert [c[1] for c in folds[1]][:3] == ["hsi-train/folds", "2", "16"] and " ± " in folds[1][3][1]
+    fold_means = [open_artifact(str(run / f"compare/hsi-fold-{k}-human")).manifest.summary["metrics"]["mae"]["mean"] for k in range(2)]
+    assert abs(float(folds[1][3][1].split()[0]) - sum(fold_means) / 2) < 1e-4  # 8 + 8 pairs pooled: the mean of the fold means
+    assert [c[1] for c in folds[1]][:3] == ["hsi-train/folds", "2", "16"] and re.fullmatch(r"\d\.\d{4} \[\d\.\d{4}, \d\.\d{4}\]", folds[1][3][1])
     for name in names:
         assert (tmp_path / "report" / "figures" / name).read_bytes()[:4] == b"\x89PNG" and f"figures/{name}" in markdown
 

@@ -72,8 +72,18 @@ def test_other_parameters_are_refused_unless_forced(tmp_path):
 def test_partial_run_with_other_parameters_is_refused(tmp_path):
     out = LocalStorage(tmp_path)
     run_stage(out, _request(), _process, selection=ShardSelection(0, 3))
-    with pytest.raises(StageError, match=r"partial toy run .*\['p'\]"):
+    with pytest.raises(StageError, match=r"partial toy run .*\(changed params: p: 1 -> 2\)"):
         run_stage(out, _request({"p": 2}), _process)
+
+
+def test_refusal_of_a_complete_output_names_what_changed(tmp_path):
+    out = LocalStorage(tmp_path)
+    run_stage(out, _request(), _process)
+    other = RunRequest("toy", "1", {"p": 2, "q": "x"}, {"in": {"uri": "mem", "digest": "e"}}, plan_tasks([1, 2, 3, 4, 5], 2))
+    with pytest.raises(StageError, match=r"completed toy run .*\(changed params: p: 1 -> 2, q: None -> 'x'; changed inputs: in; run "):
+        run_stage(out, other, _process)
+    with pytest.raises(StageError, match=r"\(same params and inputs; the shard plan differs; run "):
+        run_stage(out, _request(items=(1, 2, 3)), _process)
 
 
 def test_workers_then_merge(tmp_path):

@@ -27,7 +27,8 @@ def test_normalise_uses_the_named_imagenet_statistics():
     assert torch.allclose(normalise(images), torch.zeros(2, 3, 4, 5), atol=1e-7)
     ones = normalise(torch.ones(1, 3, 2, 2, dtype=torch.float64))
     assert ones.dtype == torch.float64
-    torch.testing.assert_close(ones[0, :, 0, 0], (1 - torch.tensor(IMAGENET_MEAN, dtype=torch.float64)) / torch.tensor(IMAGENET_STD, dtype=torch.float64))
+    mean, std = (torch.tensor(v, dtype=torch.float64) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    torch.testing.assert_close(ones[0, :, 0, 0], (1 - mean) / std)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         normalise(torch.zeros(3, 4, 4))
 

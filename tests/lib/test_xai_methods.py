@@ -54,9 +54,9 @@ def test_gbp_equals_pytorch_grad_cam_guided_backprop(resnet):
         reference = library(x[i : i + 1].clone(), target_category=int(target))  # (H, W, 3) numpy
         np.testing.assert_allclose(gradients[i].permute(1, 2, 0).numpy(), reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
     maps = gbp_maps(resnet, x, targets)
-    expected = gradients.abs().amax(dim=1)
-    expected = (expected - expected.amin(dim=(1, 2), keepdim=True)) / (expected.amax(dim=(1, 2), keepdim=True) - expected.amin(dim=(1, 2), keepdim=True))
-    torch.testing.assert_close(maps, expected)
+    reduced = gradients.abs().amax(dim=1)
+    low, high = reduced.amin(dim=(1, 2), keepdim=True), reduced.amax(dim=(1, 2), keepdim=True)
+    torch.testing.assert_close(maps, (reduced - low) / (high - low))
 
 
 def test_gbp_differs_from_the_plain_gradient(resnet):

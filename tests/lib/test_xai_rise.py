@@ -1,4 +1,4 @@
-"""RISE: masks equal upstream's (skimage) construction, the batched maps equal a per-image float64 reference, a toy model's map finds its region."""
+"""RISE: upstream's masks (skimage), batched maps equal to a per-image float64 reference, a toy model's region found."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_upsampling_matrix_is_skimage_reflect_resize():
     for cells, size in [(7, 224), (8, 232), (5, 18), (3, 8)]:
         grid = rng.random((cells, cells))
         weights = upsampling_matrix(cells, size).numpy()
-        np.testing.assert_allclose(weights @ grid @ weights.T, skimage_resize(grid, (size, size), order=1, mode="reflect", anti_aliasing=False), atol=1e-12)
+        expected = skimage_resize(grid, (size, size), order=1, mode="reflect", anti_aliasing=False)
+        np.testing.assert_allclose(weights @ grid @ weights.T, expected, atol=1e-12)
         np.testing.assert_allclose(weights.sum(1), 1.0)
 
 

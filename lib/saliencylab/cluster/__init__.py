@@ -6,7 +6,7 @@
     docker-bake.hcl          the bake targets cpu and gpu: commit tags, SBOM and provenance attestations
     k8s/stages/<stage>.yaml  one Argo WorkflowTemplate per stage: sharded (fan-out + merge), worker, merge
     k8s/pipeline.yaml        the study DAG of lib/saliencylab/pipeline.py, one entrypoint per study preset
-    k8s/pipelines/<name>.yaml  the other studies' DAGs (workflow.PIPELINE_FILES: the augmentation study)
+    k8s/pipelines/<name>.yaml  the other studies' DAGs (workflow.PIPELINE_FILES: augmentation study, XAI benchmark)
     k8s/kustomization.yaml   those manifests, the hand-written ones, and the (pinned) image overrides
 
 One module per file kind: build (Dockerfile, bake), templates (the stage WorkflowTemplates),

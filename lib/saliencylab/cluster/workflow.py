@@ -1,7 +1,7 @@
 """The pipelines of saliencylab.pipeline as Argo WorkflowTemplates, one DAG entrypoint per preset.
 
 k8s/pipeline.yaml is the empirical study (`render_pipeline`); k8s/pipelines/<name>.yaml the other
-studies (PIPELINE_FILES: the augmentation study). Each task runs its stage's `sharded` template.
+studies (PIPELINE_FILES: the augmentation study, the XAI benchmark). Each task runs its stage's `sharded` template.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ from typing import Any
 from saliencylab.cluster.common import render_yaml, template_name
 from saliencylab.cluster.runs import WORKFLOW_DEADLINE_S
 from saliencylab.cluster.templates import GPU_POD_PATCH, IO_NOTE, param, stage_inputs, template_metadata, workflow_deadline, workflow_spec
-from saliencylab.pipeline import AUGMENTATION_PRESETS, AUGMENTATION_VARIANTS, STUDY_PRESETS, Step, augmentation_steps, study_steps
+from saliencylab.pipeline import (
+    AUGMENTATION_PRESETS,
+    AUGMENTATION_VARIANTS,
+    STUDY_PRESETS,
+    XAI_METHODS,
+    XAI_PRESETS,
+    Step,
+    augmentation_steps,
+    study_steps,
+    xai_benchmark_steps,
+)
 from saliencylab.stages import STAGES
 
 SEQUENTIAL_STAGES = ("finetune",)  # its shards are epochs, each needing the one before: one worker (docs/finetune.md)
@@ -244,4 +254,39 @@ one before); the semaphore `gpu` of k8s/semaphores.yaml caps the GPUs in use."""
     )
 
 
-PIPELINE_FILES = {"k8s/pipelines/augmentation-study.yaml": render_augmentation_pipeline}  # beside k8s/pipeline.yaml (the empirical study)
+HSI_WEIGHTS_PARAM, CLASSIFIER_WEIGHTS_PARAM = "hsi-weights", "classifier-weights"
+
+
+def render_xai_pipeline() -> str:
+    """k8s/pipelines/xai-benchmark.yaml: the explanation-method benchmark (xai_benchmark_steps), one entrypoint per preset."""
+    presets = list(XAI_PRESETS)
+    weights = {"hsi_weights": _wp(HSI_WEIGHTS_PARAM), "classifier_weights": _wp(CLASSIFIER_WEIGHTS_PARAM)}
+    steps_by_preset = {p: xai_benchmark_steps(p, **weights) for p in presets}
+    extra = [
+        param(HSI_WEIGHTS_PARAM, "random", "HSI model weights: hsi-train:<artifact URI>#best, a path or s3:// URI", "value"),
+        param(CLASSIFIER_WEIGHTS_PARAM, "random", "ResNet weights: path, s3:// URI or torchvision:ResNet50_Weights.IMAGENET1K_V1", "value"),
+    ]
+    intro = f"""WorkflowTemplate saliencylab-xai-benchmark: the explanation-method benchmark of lib/saliencylab/pipeline.py
+(xai_benchmark_steps) as an Argo DAG, one entrypoint per preset ({', '.join(presets)}; default {presets[0]}).
+The HSI model maps a labelled image set; {', '.join(XAI_METHODS)} explain the classifier for each
+label, in parallel; each method's maps are compared with the HSI maps. Every task calls the
+`sharded` template of its stage's WorkflowTemplate (k8s/stages/) by templateRef and writes <run>/<step>."""
+    submit = f"""Submit: argo submit -n saliencylab --from workflowtemplate/saliencylab-xai-benchmark \\
+    -p images=s3://.../ingest-hsb -p run=s3://saliencylab/runs/<name> \\
+    -p {HSI_WEIGHTS_PARAM}=hsi-train:s3://.../hsi-train/pretrain#best -p {CLASSIFIER_WEIGHTS_PARAM}=s3://.../resnet50.pth"""
+    return _render_dag_template(
+        "saliencylab-xai-benchmark",
+        steps_by_preset,
+        XAI_PRESETS,
+        intro,
+        submit,
+        "The explanation-method benchmark: HSI maps, GBP, Grad-CAM and RISE, compare, report.",
+        extra,
+        externals_help={"images": "a labelled image artifact (ingest --format hsb, or hsi-labels output)"},
+    )
+
+
+PIPELINE_FILES = {  # beside k8s/pipeline.yaml (the empirical study)
+    "k8s/pipelines/augmentation-study.yaml": render_augmentation_pipeline,
+    "k8s/pipelines/xai-benchmark.yaml": render_xai_pipeline,
+}

@@ -218,12 +218,14 @@ class HSIModel(nn.Module):
         embedded = self.clip.encode_text(self.tokenizer(distinct).to(self.mean.device))
         return embedded[torch.tensor([distinct.index(t) for t in texts], device=embedded.device)]
 
-    def forward(self, images: torch.Tensor, labels: Sequence[str] | None = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: Sequence[str] | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted saliency maps.
 
         Args:
             images: (B, 3, S, S) float32 RGB in [0, 1], S = spec.image_size (224); not mutated.
             labels: B label names (e.g. COCO category names); ignored (may be None) without text.
+            text: optional (B, D) text embeddings of the labels, computed beforehand (training with a
+                frozen CLIP caches them); when given, `labels` is only checked for its length.
 
         Returns:
             (B, 1, S, S) float32 in [0, 1] on the images' device.
@@ -235,7 +237,7 @@ class HSIModel(nn.Module):
         if self.uses_text:
             if labels is None or len(labels) != len(images):
                 raise ValueError(f"the model uses text: give one label per image ({len(images)}), got {labels!r}")
-            features["a"] = score_map(features["z"], self.text_embeddings(labels))
+            features["a"] = score_map(features["z"], self.text_embeddings(labels) if text is None else text)
         return self.decoder(torch.cat([features[f] for f in self.spec.features], dim=1))
 
 

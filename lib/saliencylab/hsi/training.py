@@ -75,6 +75,7 @@ def batch_loss(
     maps: torch.Tensor,
     fixations: torch.Tensor,
     weights: tuple[float, float, float] = LOSS_WEIGHTS,
+    text: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The HSI loss (batch mean, differentiable) of `model` on one batch.
 
@@ -85,8 +86,9 @@ def batch_loss(
         maps: (B, S, S) float32 target saliency maps (non-negative).
         fixations: (B, S, S) fixation counts; every map needs one fixation when λ₃ != 0.
         weights: (λ₁, λ₂, λ₃) for (KL, CC, NSS).
+        text: optional (B, D) precomputed text embeddings of the labels (`FrozenText`).
     """
-    predicted = model(images, list(labels))[:, 0]  # (B, S, S)
+    predicted = model(images, list(labels), text=text)[:, 0]  # (B, S, S)
     return hsi_loss(predicted, maps, fixations, weights)
 
 
@@ -98,6 +100,7 @@ def train_step(
     weights: tuple[float, float, float],
     iteration: int,
     keys: Sequence[str],
+    text: torch.Tensor | None = None,
 ) -> float:
     """One Adam step on `batch` = (images, labels, maps, fixations) as in `batch_loss`; returns the loss.
 
@@ -106,7 +109,7 @@ def train_step(
     Raises:
         NonFiniteLossError: before the backward pass (parameters untouched), naming the batch's keys.
     """
-    loss = batch_loss(model, *batch, weights=weights)
+    loss = batch_loss(model, *batch, weights=weights, text=text)
     value = float(loss.detach())
     if not np.isfinite(value):
         raise NonFiniteLossError(iteration, keys, {"loss": value})
@@ -114,3 +117,23 @@ def train_step(
     loss.backward()
     optimizer.step()
     return value
+
+
+class FrozenText:
+    """Text embeddings of labels under a frozen CLIP, computed once per label and reused.
+
+    Each label is embedded alone, so an embedding does not depend on which labels shared a batch:
+    a resumed run and an uninterrupted one use bit-identical embeddings.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def __call__(self, labels: Sequence[str]) -> torch.Tensor:
+        """(B, D) embeddings of `labels`, on the model's device, without gradient."""
+        for label in labels:
+            if label not in self.cache:
+                with torch.no_grad():
+                    self.cache[label] = self.model.text_embeddings([label])[0]
+        return torch.stack([self.cache[label] for label in labels])

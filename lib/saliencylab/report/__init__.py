@@ -1,1 +1,1 @@
-"""The empirical-study report: tables and figures as pure functions (data in, text or PNG bytes out)."""
+"""The study report: run discovery by lineage, one section per study, tables and figures as pure functions (data in, text or PNG out)."""

@@ -149,7 +149,9 @@ def examples(contents: RunContents) -> list[dict]:
         if sample:
             panels.append(_panel("inpainted", sample, mask=True))
     for node in contents.of_stage("augment")[:1]:
-        sample = _first(node, lambda s: True)
+        # a sample whose sub-policy changed something and left a visible picture (Cutout can blank a small image)
+        shows = lambda s: any(op.get("applied") for op in s["meta.json"].get("augment", {}).get("ops", [])) and np.ptp(s["image.png"]) > 0  # noqa: E731
+        sample = _first(node, shows) or _first(node, lambda s: True)
         if sample:
             ops = sample["meta.json"].get("augment", {}).get("sub_policy")
             panels.append(_panel("augmented" + (f" (sub-policy {ops})" if ops is not None else ""), sample, mask=False))

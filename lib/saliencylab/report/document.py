@@ -22,10 +22,12 @@ SECTIONS = (("empirical", empirical), ("augmentation", augmentation), ("hsi", hs
 def auto_title(contents: RunContents, found: list[str]) -> str:
     """A title naming what was compared: human attention only when real human masks were scored."""
     parts = []
-    if "empirical" in found or "augmentation" in found:
-        masks = [n for n in contents.of_stage("ingest") if "masks" in n.artifact.manifest.inputs]
-        real = any(not synthetic_masks(n) for n in masks)
-        parts.append("Object-detector saliency vs DeepGaze IIE" + (" and human attention" if real else ""))
+    masks = [n for n in contents.of_stage("ingest") if "masks" in n.artifact.manifest.inputs]
+    targets = "DeepGaze IIE" + (" and human attention" if any(not synthetic_masks(n) for n in masks) else "")
+    if "empirical" in found:
+        parts.append(f"Object-detector saliency vs {targets}")
+    if "augmentation" in found:
+        parts.append(f"Augmentation study: fine-tuned Faster R-CNN, mAP and saliency vs {targets}")
     if "hsi" in found:
         parts.append("HSI human-saliency prediction")
     if "xai" in found:
@@ -72,7 +74,8 @@ def build_report(
     if warnings:
         doc.warning("WARNING — these numbers are not scientific results:", warnings)
     if not options.mark_best:
-        doc.note("No best values are marked: these weights are random: " + ", ".join(contents.random_weights()) + ".")
+        where = ", ".join(contents.random_weights()) or "see the warnings"
+        doc.note(f"No best values are marked: these weights are random ({where}).")
     doc.heading(2, "Weights used")
     doc.table(Table(("step", "weights"), tuple(_weights(contents))))
     doc.md += body.md

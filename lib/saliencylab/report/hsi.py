@@ -8,6 +8,7 @@ The HSI paper's own values are not shown: no available source gives them (data/p
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ from saliencylab.report.figures import overlay_grid
 from saliencylab.report.markup import Doc
 from saliencylab.report.run import Node, RunContents
 from saliencylab.report.sections import Options, compare_rows, compare_table, marks_text, target_kind, target_label, unique_labels
-from saliencylab.report.tables import SUITE, Table
+from saliencylab.metrics.summary import bootstrap_ci
+from saliencylab.report.tables import SUITE, Table, ci_cell
 from saliencylab.training.hsi_session import TRAINED_PREFIX
 from saliencylab.weights import RANDOM
 
@@ -57,24 +59,30 @@ def training(contents: RunContents, node: Node) -> tuple[Node | None, str, str]:
 
 
 def _fold_table(contents: RunContents, compares: dict[str, Node], options: Options) -> Table | None:
-    """Mean and spread over folds of each metric, per k-fold hsi-train run with predictions of several folds."""
-    groups: dict[str, dict[str, Node]] = {}
-    for label, compare in compares.items():
+    """Per k-fold hsi-train run: every held-out fold's pairs pooled, mean [bootstrap 95% CI] per metric."""
+    groups: dict[str, list[Node]] = {}
+    for compare in compares.values():
         trained, name, _ = training(contents, contents.source(compare, "pred"))
         if trained is not None and name.startswith("fold-"):
-            groups.setdefault(trained.path, {})[name] = compare
+            groups.setdefault(trained.path, []).append(compare)
     rows = []
     for path, folds in groups.items():
-        means = {m: [c.summary.get("metrics", {}).get(m.key, {}).get("mean") for c in folds.values()] for m in SUITE}
+        pooled = [row for compare in folds for row in compare_rows(compare)]
         cells = []
         for m in SUITE:
-            values = np.array([v for v in means[m] if v is not None], dtype=np.float64)
-            cells.append("–" if not values.size else f"{values.mean():.4f} ± {values.std(ddof=1) if values.size > 1 else 0.0:.4f}")
-        rows.append((path, str(len(folds)), str(sum(c.summary.get("pairs", 0) for c in folds.values())), *cells))
+            values = np.array([r[m.key] for r in pooled], dtype=np.float64)
+            cells.append(ci_cell(asdict(bootstrap_ci(values, n_resamples=options.bootstrap, seed=options.seed))) if values.size else "–")
+        rows.append((path, str(len(folds)), str(len(pooled)), *cells))
     if not rows:
         return None
-    caption = "Cross-validation: mean ± standard deviation over folds of each fold's mean (the per-fold rows are above)."
-    return Table(("hsi-train run", "folds", "n (all folds)", *(m.title for m in SUITE)), tuple(rows), caption=caption)
+    caption = (f"Cross-validation: the pairs of every held-out fold pooled, mean [bootstrap 95% CI, {options.bootstrap} resamples] "
+               "(each fold's own row is in the table above).")  # fmt: skip
+    return Table(("hsi-train run", "folds", "n", *(m.title for m in SUITE)), tuple(rows), caption=caption)
+
+
+def _target_name(target: Node | None) -> str:
+    kind = target_kind(target)
+    return target_label(kind, target) if kind else target.path if target else "?"
 
 
 def hsi_compares(contents: RunContents) -> dict[str, Node]:
@@ -105,8 +113,7 @@ def write(doc: Doc, contents: RunContents, options: Options) -> dict[str, Any] |
     doc.heading(2, "HSI: predicted human saliency vs target maps")
     preds = {label: contents.source(c, "pred") for label, c in compares.items()}
     configs = {label: configuration(p) for label, p in preds.items()}
-    targets = {label: (lambda t: target_label(target_kind(t), t) if target_kind(t) else t.path if t else "?")(contents.source(c, "target"))
-               for label, c in compares.items()}  # fmt: skip
+    targets = {label: _target_name(contents.source(c, "target")) for label, c in compares.items()}
     caption = (f"Each HSI prediction artifact vs its target, by configuration (the contrasts of the HSI paper's Tables 1-3: "
                f"fine-tuned or not, full model or no-text baseline, random or pre-trained initialisation). Mean [bootstrap 95% CI] "
                f"over the n pairs of each row; {marks_text(options)}.")  # fmt: skip

@@ -118,12 +118,12 @@ class RunContents:
         return sorted({w for n in self.nodes.values() for w in n.warnings})
 
     def random_weights(self) -> list[str]:
-        """Step paths of the nodes that ran on random weights (by parameter or by warning)."""
-        def random(n: Node) -> bool:
-            own = n.params.get("weights") == RANDOM and "model" not in n.artifact.manifest.inputs  # a model input overrides it
-            return own or any("random weights" in w.lower() for w in n.warnings)
+        """Step paths of the nodes whose own `weights` parameter is random (a `model` input overrides it)."""
+        return [n.path for n in self.nodes.values() if n.params.get("weights") == RANDOM and "model" not in n.artifact.manifest.inputs]
 
-        return [n.path for n in self.nodes.values() if random(n)]
+    def any_random(self) -> bool:
+        """Whether any weights of the run are random: by parameter, or by a warning a stage passed on."""
+        return bool(self.random_weights()) or any("random weights" in w.lower() for w in self.warnings())
 
     def digest_list(self) -> list[str]:
         return sorted(n.artifact.digest for n in self.nodes.values())

@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_tensors
 
 from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.checkpoints import load_state_dict_strict
 from saliencylab.devices import pick_device
 from saliencylab.hsi.clip_weights import load_clip_state, load_hsi_state
 from saliencylab.hsi.model import HSIModel, HSISpec, build_hsi_model
-from saliencylab.hsi.training import batch_loss, learning_rate, resize_fixations, train_step, trainable_parameters
+from saliencylab.hsi.training import FrozenText, batch_loss, learning_rate, resize_fixations, train_step, trainable_parameters
 from saliencylab.images import resize
 from saliencylab.manifests import canonical_json
 from saliencylab.metrics import resize_to
@@ -118,12 +119,14 @@ def _samples(artifact: Artifact, keys: frozenset[str]) -> Iterator[dict[str, Any
         yield from (s for s in artifact.samples(shard.name, decode=False) if s["__key__"] in keys)
 
 
-def validation_loss(model: HSIModel, plan: UnitPlan, device: torch.device) -> float:
+def validation_loss(model: HSIModel, plan: UnitPlan, device: torch.device, text: FrozenText | None) -> float:
     """Mean HSI loss per sample over the validation keys (no gradient)."""
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in _batches(_samples(open_artifact(plan.val_uri), frozenset(plan.val_keys)), plan.batch_size):
-            total += float(batch_loss(model, *to_tensors(batch, plan, device), weights=plan.loss_weights)) * len(batch)
+            tensors = to_tensors(batch, plan, device)
+            embedded = text(tensors[1]) if text else None
+            total += float(batch_loss(model, *tensors, weights=plan.loss_weights, text=embedded)) * len(batch)
             count += len(batch)
     return total / count
 
@@ -163,6 +166,7 @@ def run_unit(plan: UnitPlan, on_record: Callable[[dict[str, Any]], None] = lambd
     if checkpoint:
         load_state_dict_strict(trained, checkpoint.model)
     optimizer = torch.optim.Adam(trainable_parameters(model, plan.trainable), lr=plan.lr)
+    text = FrozenText(model) if plan.trainable == "decoder" and model.uses_text else None
     if checkpoint:
         optimizer.load_state_dict(checkpoint.optimizer)
     train = open_artifact(plan.train_uri)
@@ -191,13 +195,15 @@ def run_unit(plan: UnitPlan, on_record: Callable[[dict[str, Any]], None] = lambd
             start = position.iteration if epoch == position.epoch else 0
             for iteration, batch in global_batches(stream, plan.batch_size, total, start=start):
                 keys = [s["__key__"] for s in batch]
-                loss = train_step(model, optimizer, to_tensors(batch, plan, device), weights=plan.loss_weights, iteration=step, keys=keys)
+                tensors = to_tensors(batch, plan, device)
+                embedded = text(tensors[1]) if text else None
+                loss = train_step(model, optimizer, tensors, weights=plan.loss_weights, iteration=step, keys=keys, text=embedded)
                 step += 1
                 records.append({"unit": plan.unit, "epoch": epoch + 1, "iteration": iteration, "step": step, "lr": lr, "loss": loss, "keys": keys})
                 on_record(records[-1])
                 if plan.checkpoint_every and (iteration + 1) % plan.checkpoint_every == 0 and iteration + 1 < total:
                     save_checkpoint(out, plan.run, Position(epoch, iteration + 1, step, tuple(records)), trained, optimizer, [torch.get_rng_state()], [])
-            summary = _finish_epoch(out, plan, model, device, epoch, lr, records, summaries)
+            summary = _finish_epoch(out, plan, model, device, text, epoch, lr, records, summaries)
             summaries.append(summary)
             save_checkpoint(out, plan.run, Position(epoch + 1, 0, step), trained, optimizer, [torch.get_rng_state()], [])
     out.write_bytes(LAST, encode_weights(model_state(model), weights_metadata(plan, plan.epochs)))
@@ -205,11 +211,11 @@ def run_unit(plan: UnitPlan, on_record: Callable[[dict[str, Any]], None] = lambd
 
 
 def _finish_epoch(
-    out: Storage, plan: UnitPlan, model: HSIModel, device: torch.device, epoch: int, lr: float,
+    out: Storage, plan: UnitPlan, model: HSIModel, device: torch.device, text: FrozenText | None, epoch: int, lr: float,
     records: list[dict[str, Any]], earlier: list[dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
     """Validate, keep the model if it is the best so far, and write the epoch's curve file."""
-    val = validation_loss(model, plan, device)
+    val = validation_loss(model, plan, device, text)
     best = all(val < e["val_loss"] for e in earlier)
     if best and plan.keep_best:
         out.write_bytes(BEST, encode_weights(model_state(model), weights_metadata(plan, epoch + 1)))
@@ -229,8 +235,6 @@ def trained_weights(uri: str, name: str) -> tuple[dict[str, torch.Tensor], Artif
         FileNotFoundError: if `uri` holds no finished artifact.
         ValueError: if it is not an hsi-train artifact or has no weights called `name` (the names it has are listed).
     """
-    from safetensors.torch import load as load_tensors
-
     artifact = open_artifact(uri)
     weights = artifact.manifest.summary.get("weights")
     if artifact.manifest.stage != "hsi-train" or not isinstance(weights, dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 import torchvision.models as models
@@ -36,8 +37,8 @@ class Architecture:
         build: torchvision constructor, called with weights=None.
         gradcam_layer: dotted path of Grad-CAM's target layer (the last convolutional stage).
         activation_factor: peak bytes of live activations in an inference forward pass per byte
-            of float32 input, measured on CPU (ResNet-50: about 23 at 224 px, ResNet-18: about
-            10), rounded up; used only to estimate RISE's memory.
+            of float32 input, measured on CPU as peak RSS (ResNet-50: about 23 at 224 px, ResNet-18:
+            about 10), rounded up to a power of two; used only to estimate RISE's memory.
     """
 
     build: Callable[..., nn.Module]
@@ -45,10 +46,10 @@ class Architecture:
     activation_factor: int
 
 
-ARCHITECTURES: dict[str, Architecture] = {
+ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType({
     "resnet50": Architecture(models.resnet50, "layer4", 32),
     "resnet18": Architecture(models.resnet18, "layer4", 16),  # for fast tests; same layer names
-}
+})  # fmt: skip
 
 
 def get_architecture(arch: str) -> Architecture:

@@ -58,7 +58,12 @@ def upsampling_matrix(cells: int, size: int) -> Tensor:
 
     Returns:
         (size, cells) float64 on the CPU; each row sums to 1.
+
+    Raises:
+        ValueError: fewer than 2 cells (nothing to interpolate between).
     """
+    if cells < 2:
+        raise ValueError(f"up-sampling needs at least 2 cells, got {cells}")
     position = (torch.arange(size, dtype=torch.float64) + 0.5) * cells / size - 0.5
     low = torch.floor(position)
     frac = position - low
