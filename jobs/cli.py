@@ -82,6 +82,17 @@ def _deepgaze_params(weights: str | None, centerbias: str | None) -> dict:
     return {k: v for k, v in {"weights": weights, "centerbias": centerbias}.items() if v}
 
 
+def _checked_run(steps: tuple, output: str, externals: dict[str, str], force: bool) -> dict:
+    """Check every step's parameters, weights and external inputs before anything runs, then run the steps."""
+    from saliencylab.plan import check_plan
+
+    from jobs.common import stage_params
+    from jobs.local import run_steps
+
+    check_plan(steps, stage_params, externals)
+    return run_steps(steps, output, externals, force=force)
+
+
 @app.command("study")
 def study_command(
     images: Annotated[str, typer.Option("--images", help="Raw images: a VOCdevkit folder (or an image folder with --set ingest.format=folder).")],
@@ -99,10 +110,7 @@ def study_command(
     from saliencylab.cam import DETECTOR_NAMES
     from saliencylab.config import parse_sets
     from saliencylab.pipeline import stages_of, study_steps
-    from saliencylab.plan import check_plan, split_sets, unknown_name
-
-    from jobs.common import stage_params
-    from jobs.local import run_steps
+    from saliencylab.plan import split_sets, unknown_name
 
     try:
         overrides = _weights_overrides(cam_weights, deepgaze_weights, centerbias)
@@ -113,9 +121,7 @@ def study_command(
         for stage, values in split_sets(parse_sets(set_), stages_of(study_steps(chosen[:1], preset))).items():
             overrides.setdefault(stage, {}).update(values)
         steps = study_steps(chosen, preset, overrides, human_masks=bool(masks))
-        externals = {"images": images, "masks": masks or "", "run": output}
-        check_plan(steps, stage_params, externals)  # every step's parameters, weights and inputs, before anything runs
-        manifests = run_steps(steps, output, externals, force=force)
+        manifests = _checked_run(steps, output, {"images": images, "masks": masks or "", "run": output}, force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     _print_outputs(output, manifests)
@@ -137,15 +143,14 @@ def augmentation_study_command(
 ) -> None:
     """Run the augmentation study: erase, inpaint, augment; fine-tune x4, evaluate x4, CAM x4, compare x8, report."""
     from saliencylab.config import parse_sets
-    from saliencylab.pipeline import augmentation_steps
-
-    from jobs.local import run_steps, stage_overrides
+    from saliencylab.pipeline import augmentation_steps, stages_of
+    from saliencylab.plan import split_sets
 
     try:
-        overrides = stage_overrides(parse_sets(set_), augmentation_steps())
+        overrides = split_sets(parse_sets(set_), stages_of(augmentation_steps()))
         overrides["deepgaze"] = {**overrides.get("deepgaze", {}), **_deepgaze_params(deepgaze_weights, centerbias)}
         steps = augmentation_steps(preset, overrides, coco_weights=coco_weights)
-        manifests = run_steps(steps, output, {"images": images, "masks": masks, "run": output}, force=force)
+        manifests = _checked_run(steps, output, {"images": images, "masks": masks, "run": output}, force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     _print_outputs(output, manifests)
@@ -165,14 +170,13 @@ def xai_benchmark_command(
 ) -> None:
     """Run the explanation-method benchmark: HSI maps, GBP / Grad-CAM / RISE maps, compare each with HSI, report."""
     from saliencylab.config import parse_sets
-    from saliencylab.pipeline import xai_benchmark_steps
-
-    from jobs.local import run_steps, stage_overrides
+    from saliencylab.pipeline import stages_of, xai_benchmark_steps
+    from saliencylab.plan import split_sets
 
     try:
-        overrides = stage_overrides(parse_sets(set_), xai_benchmark_steps())
+        overrides = split_sets(parse_sets(set_), stages_of(xai_benchmark_steps()))
         steps = xai_benchmark_steps(preset, overrides, hsi_weights=hsi_weights, classifier_weights=classifier_weights)
-        manifests = run_steps(steps, output, {"images": images, "run": output}, force=force)
+        manifests = _checked_run(steps, output, {"images": images, "run": output}, force)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     _print_outputs(output, manifests)

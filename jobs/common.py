@@ -121,10 +121,12 @@ def execute(
     verify: bool = False,
     allow_mixed_code: bool = False,
     progress: Progress | None = None,
+    shown: set[str] | None = None,
 ) -> Manifest | None:
     """Plan and run one stage; returns its manifest, or None for a worker of a sharded run.
 
-    The run-wide options are checked before anything is loaded or written.
+    The run-wide options are checked before anything is loaded or written. `shown`: warnings
+    already printed by earlier steps of the same pipeline run (updated), printed again by none.
     """
     check_error_policy(on_error)
     out = open_storage(output)
@@ -133,8 +135,11 @@ def execute(
         for task in prepared.tasks:
             prepared.process(task, ErrorPolicy(on_error, shard=task.name))
         return None
+    shown = set() if shown is None else shown
     for warning in own_warnings(prepared):
-        print(f"WARNING [{job.spec.name}]: {warning}", file=sys.stderr)
+        if warning not in shown:
+            print(f"WARNING [{job.spec.name}]: {warning}", file=sys.stderr)
+            shown.add(warning)
     request = RunRequest(
         stage=job.spec.name,
         stage_version=job.version,

@@ -11,7 +11,7 @@ best weights start every fold; without it the folds start from `clip_weights` an
 One shard task per training unit: `pretrain`, or `fold-<k>` for k < folds, so `--shard i/n`
 (and Argo) trains folds in parallel. Each unit writes under `<output>/<unit>/` its checkpoints,
 curves and weights (training/hsi_session.py) and resumes from them. Its shard holds one sample
-`<unit>` (unit.json: held-out/validation keys, sizes) and one per epoch `<unit>-e<NNN>`
+`<unit>` (unit.json: training and validation sizes, a fold's held-out keys) and one per epoch `<unit>-e<NNN>`
 (curve.json: losses, lr, best). At merge: `curves.csv`, `folds.json` (finetune) and the summary,
 whose `weights` map names what `hsi-predict --weights hsi-train:<URI>#<name>` loads: `best` and
 `last` (pretrain; best = lowest validation loss), `fold-<k>` (finetune: the last epoch, because
@@ -25,7 +25,7 @@ import io
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import typer
@@ -171,14 +171,17 @@ def _start(inputs: dict[str, str], config: HSITrainConfig) -> tuple[dict, dict |
 
 def prepare(inputs: dict[str, str], config: HSITrainConfig, out: Storage) -> Prepared:
     _check(config, inputs)
-    model_spec(config)
+    model_spec(config)  # refuses a bad model configuration before anything is read
     train = open_artifact(inputs["train"])
     val_artifact = open_artifact(inputs["val"]) if inputs.get("val") else None
     index = scan(train, config)
     val_index = scan(val_artifact, config) if val_artifact else None
-    if not index.labels or (val_index is not None and not val_index.labels):
-        raise StageError(f"no labelled training sample in {train.storage.uri if not index.labels else val_artifact.storage.uri} "
-                         f"({len(index.excluded)} unusable, {index.unlabelled} unlabelled); see docs/hsi.md for the fields")  # fmt: skip
+    for artifact, found in ((train, index), (val_artifact, val_index)):
+        if found is not None and not found.labels:
+            raise StageError(
+                f"no labelled training sample in {artifact.storage.uri} ({len(found.excluded)} unusable, "
+                f"{found.unlabelled} unlabelled); docs/hsi.md lists the fields a sample needs"
+            )
     units = _units(config, index, val_index)
     specs, start, clip_start, warnings = _start(inputs, config)
     specs = {"train": train.input_spec} | ({"val": val_artifact.input_spec} if val_artifact else {}) | specs
@@ -206,10 +209,12 @@ def prepare(inputs: dict[str, str], config: HSITrainConfig, out: Storage) -> Pre
             epochs = run_unit(plan, on_record=_progress)
         except NonFiniteLossError as e:
             raise StageError(f"{unit}: {e}. Its last checkpoint under {out.uri}/{unit}/ is intact; lower lr or check those samples") from None
-        about = {"unit": unit, "train": len(train_keys), "validation": list(val_keys) if config.mode == "finetune" else len(val_keys)}
+        about = {"unit": unit, "train": len(train_keys), "validation": len(val_keys)}
+        if config.mode == "finetune":
+            about["held_out"] = list(val_keys)
         return [{"__key__": unit, "unit.json": about}] + [{"__key__": f"{unit}-e{e['epoch']:03d}", "curve.json": e} for e in epochs]
 
-    tasks = tuple(ShardTask(i, shard_name(i), (unit,)) for i, unit in enumerate(units))
+    tasks = tuple(ShardTask(i, shard_name(i), (unit,), expected=config.epochs + 1) for i, unit in enumerate(units))  # unit.json + epochs
     return Prepared(specs, tasks, process, tuple(list(train.manifest.warnings) + warnings))
 
 
@@ -227,32 +232,35 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
 
 
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """curves.csv, folds.json (finetune) and the summary: weights per unit, folds, epochs, recipe, model."""
+    """curves.csv, folds.json (finetune) and the summary: weights per unit, selection, folds, epochs, recipe, model."""
     config = HSITrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in request.params.items()})
     samples = [s for record in records for s in read_shard(out.read_bytes(record.name), record.name)]
     curves = [s["curve.json"] for s in samples if "curve.json" in s]
     units = {s["unit.json"]["unit"]: s["unit.json"] for s in samples if "unit.json" in s}
     if config.mode == "pretrain":
         weights = {"best": f"pretrain/{BEST}", "last": f"pretrain/{LAST}"}
-        best = min((c for c in curves), key=lambda c: (c["val_loss"], c["epoch"]))
+        best = min(curves, key=lambda c: (c["val_loss"], c["epoch"]))
         selection = {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"]}
     else:
         weights = {unit: f"{unit}/{LAST}" for unit in units}
         selection = {"per_fold": "last epoch (the held-out fold is the test set)"}
-    folds = {key: int(unit.removeprefix("fold-")) for unit, about in units.items() if config.mode == "finetune" for key in about["validation"]}
+    recipe = ("epochs", "lr", "decay_epoch", "decay_factor", "batch_size", "loss_weights", "trainable", "seed")
     summary = {
         "mode": config.mode,
-        "model": {**{k: v for k, v in model_spec(config).__dict__.items()}, "features": list(config.features)},
+        "model": asdict(model_spec(config)) | {"features": list(config.features)},
+        "start": "init input (best)" if "init" in request.inputs else {"clip_weights": config.clip_weights},
+        "recipe": {k: request.params[k] for k in recipe},
         "weights": weights,
         "selection": selection,
-        "units": {unit: {"train": about["train"], "validation": len(about["validation"]) if isinstance(about["validation"], list) else about["validation"]}
-                  for unit, about in units.items()},  # fmt: skip
+        "units": {unit: {"train": about["train"], "validation": about["validation"]} for unit, about in units.items()},
         "epochs": curves,
         "curves": "curves.csv",
     }
     files = {"curves.csv": _csv(curves)}
     if config.mode == "finetune":
-        summary["folds"] = {"file": "folds.json", "count": config.folds, "seed": config.seed, "sizes": [sum(1 for f in folds.values() if f == k) for k in range(config.folds)]}
+        folds = {key: int(unit.removeprefix("fold-")) for unit, about in units.items() for key in about["held_out"]}
+        sizes = [units[f"fold-{k}"]["validation"] for k in range(config.folds)]
+        summary["folds"] = {"file": "folds.json", "count": config.folds, "seed": config.seed, "sizes": sizes}
         files["folds.json"] = canonical_json(dict(sorted(folds.items())))
     return summary, files
 

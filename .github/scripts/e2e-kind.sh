@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The study on a throw-away kind cluster (.github/workflows/e2e.yml; locally: docs/cluster.md, "CI").
+# The study on a throw-away kind cluster (.github/workflows/e2e.yml; to run it yourself: docs/cluster.md, "CI: what runs where").
 #
 # Needs: docker, kind, kubectl, argo (the CLI) and jq on PATH, and the CPU image $IMAGE already
 # built on this Docker engine (make images / the workflow's bake step). Steps:

@@ -12,8 +12,12 @@ if [ "$user" != "10001:10001" ]; then
   exit 1
 fi
 
-# No --user: the image's own user must work. /tmp is the only writable path, as in the pods.
-run() { docker run --rm --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges "$image" "$@"; }
+# No --user: the image's own user must work. /tmp and /cache are the only writable paths, as in
+# the pods (emptyDirs there).
+run() {
+  docker run --rm --read-only --tmpfs /tmp:mode=1777 --tmpfs /cache:mode=1777 \
+    --cap-drop ALL --security-opt no-new-privileges "$image" "$@"
+}
 
 stages=$(run stages | cut -f1)
 if [ -z "$stages" ]; then

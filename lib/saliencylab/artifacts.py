@@ -40,7 +40,7 @@ class Artifact:
 
     def shard_tasks(self) -> tuple[ShardTask, ...]:
         """One task per shard of this artifact, for map-like stages whose output shard i mirrors input shard i."""
-        return tuple(ShardTask(i, record.name, (record.name,)) for i, record in enumerate(self.manifest.shards))
+        return tuple(ShardTask(i, record.name, (record.name,), record.samples) for i, record in enumerate(self.manifest.shards))
 
     def key_index(self) -> dict[str, str]:
         """Sample key -> shard name, from the manifest (no shard is read)."""

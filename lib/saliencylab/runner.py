@@ -65,6 +65,13 @@ class ShardTask:
     index: int
     name: str
     items: tuple[Any, ...]
+    # samples expected in the shard where an item is not one sample (a map stage's one item is a
+    # whole input shard); None = one per item. For progress only: not part of the request or run id.
+    expected: int | None = field(default=None, compare=False)
+
+    @property
+    def expected_samples(self) -> int:
+        return len(self.items) if self.expected is None else self.expected
 
 
 @dataclass(frozen=True)
@@ -78,12 +85,17 @@ class RunRequest:
     tasks: tuple[ShardTask, ...]
     warnings: tuple[str, ...] = ()  # e.g. random weights; copied into the manifest
 
+    def _body(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["tasks"] = [{k: v for k, v in task.items() if k != "expected"} for task in body["tasks"]]
+        return body
+
     def to_json(self) -> bytes:
-        return canonical_json(asdict(self))
+        return canonical_json(self._body())
 
     @property
     def run_id(self) -> str:
-        body = asdict(self)
+        body = self._body()
         # URIs are where the inputs happen to be; the digests are what they are.
         body["inputs"] = {name: spec["digest"] for name, spec in self.inputs.items()}
         return sha256_hex(canonical_json(body))
@@ -303,9 +315,9 @@ def run_stage(
     parts = {t.name: None if force else _load_part(out, t.name) for t in mine}
     if not allow_mixed_code:
         _refuse_other_code(out, parts, run_id, code)
-    progress = progress or Progress(request.stage, [(t.name, len(t.items)) for t in mine])
+    progress = progress or Progress(request.stage, [(t.name, t.expected_samples) for t in mine])
     reused = {t.name for t in mine if _reusable(out, t.name, parts[t.name], run_id)}
-    progress.skip([(t.name, len(t.items)) for t in mine if t.name in reused])
+    progress.skip([(t.name, t.expected_samples) for t in mine if t.name in reused])
     for task in mine:
         if task.name in reused:
             continue

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from saliencylab.manifests import Manifest, ShardRecord, QuarantineRecord
 from saliencylab.stages import STAGES
 from saliencylab.storage import open_storage
 
+from jobs.cli import app
 from tests.ci import e2e_study
 from tests.k8s.checks import REPO
 from tests.k8s.test_manifests import load_bake
@@ -51,7 +53,7 @@ def tool(name: str) -> str:
 
 
 def workflow_files() -> list[Path]:
-    return sorted(WORKFLOWS.glob("*.yml"))
+    return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
 
 
 def load_workflow(name: str) -> dict:
@@ -72,7 +74,7 @@ def zizmor(*paths: Path) -> list[dict]:
 
 
 def test_the_three_workflows_exist():
-    assert [p.name for p in workflow_files()] == ["e2e.yml", "images.yml", "test.yml"]
+    assert {p.name for p in workflow_files()} >= {"e2e.yml", "images.yml", "test.yml"}
 
 
 def test_workflows_pass_the_vendored_github_schema(tmp_path):
@@ -141,6 +143,15 @@ def test_image_matrices_follow_the_bake_targets_and_every_stage_image_is_built()
     e2e = load_workflow("e2e.yml")["jobs"]["kind"]
     (bake,) = [s for s in e2e["steps"] if "bake-action" in s.get("uses", "")]
     assert bake["with"]["targets"] in targets and e2e["env"]["IMAGE"].split("/")[-1].startswith(f"saliencylab-{bake['with']['targets']}:")
+
+
+def test_every_script_a_workflow_runs_exists_and_is_executable():
+    scripts = {m for p in workflow_files() for m in re.findall(r"(\.github/scripts/[\w.-]+)", p.read_text())}
+    assert {".github/scripts/smoke-image.sh", ".github/scripts/e2e-kind.sh", ".github/scripts/install-e2e-tools.sh"} <= scripts
+    for script in sorted(scripts):
+        path = REPO / script
+        assert path.is_file() and os.access(path, os.X_OK), f"{script}: missing or not executable"
+        assert path.read_text().startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in path.read_text(), script
 
 
 def test_test_workflow_runs_the_readme_command():
@@ -248,12 +259,17 @@ def test_the_run_check_accepts_an_equal_run_and_names_each_difference(tmp_path):
 
 
 def test_the_outcome_check_wants_the_exit_handlers_success(tmp_path):
-    run = open_storage(tmp_path)
+    run = open_storage(write_run(tmp_path / "run"))
     assert e2e_study.check_outcome(run, "wf") == [f"{run.uri}/_outcome/wf.json: missing (the exit handler did not run or could not write)"]
-    run.write_bytes("_outcome/wf.json", json.dumps({"status": "Succeeded", "failed_steps": [], "unfinished": []}).encode())
+    exit_handler = ["outcome", "--run", run.uri, "--workflow", "wf", "--duration", "12"]
+    result = CliRunner().invoke(app, [*exit_handler, "--status", "Succeeded", "--failures", "{{workflow.failures}}"])
+    assert result.exit_code == 0, result.output
     assert e2e_study.check_outcome(run, "wf") == []
-    run.write_bytes("_outcome/wf.json", json.dumps({"status": "Failed", "failed_steps": [{"name": "cam"}], "unfinished": ["s3://b/r/cam"]}).encode())
-    assert len(e2e_study.check_outcome(run, "wf")) == 3
+    failed = [{"displayName": "cam-ssdlite", "templateName": "worker", "phase": "Failed", "message": "OOMKilled", "podName": "p"}]
+    result = CliRunner().invoke(app, [*exit_handler, "--status", "Failed", "--failures", json.dumps(failed)])
+    assert result.exit_code == 0, result.output
+    problems = e2e_study.check_outcome(run, "wf")
+    assert problems[0] == "outcome status 'Failed', expected 'Succeeded'" and "cam-ssdlite" in problems[1] and len(problems) == 2
 
 
 def test_upload_and_check_through_s3(tmp_path, s3_env):

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from saliencylab.artifacts import open_artifact
@@ -42,7 +43,7 @@ def test_hsb_ingest_gives_image_map_fixations_and_label_per_row(hsb, tmp_path):
     sample = samples["images_dog_1"]
     assert sample["image.png"].shape == (32, 32, 3) and sample["saliency.npy"].dtype == np.float32
     assert 0 <= sample["saliency.npy"].min() and sample["saliency.npy"].max() <= 1 and sample["saliency.npy"].max() > 0.5
-    raw = np.asarray(__import__("PIL.Image").Image.open(hsb / "raw" / "fixations" / "dog_1.png"))
+    raw = np.asarray(Image.open(hsb / "raw" / "fixations" / "dog_1.png"))
     assert sample["fixations.npy"].dtype == np.uint16 and sample["fixations.npy"].sum() == raw.sum() > 0
     assert sample["meta.json"]["label"] == "dog" and sample["meta.json"]["original_size"] == [HEIGHT, WIDTH]
     json_root = tmp_path / "raw"
@@ -88,7 +89,8 @@ def pretrained(tmp_path_factory):
 def test_pretraining_keeps_the_best_epoch_on_a_held_out_image(pretrained):
     manifest = open_artifact(str(pretrained)).manifest
     summary = manifest.summary
-    assert summary["mode"] == "pretrain" and summary["weights"] == {"best": "pretrain/weights/best.safetensors", "last": "pretrain/weights/last.safetensors"}
+    assert summary["mode"] == "pretrain" and summary["recipe"]["lr"] == 1e-4 and summary["model"]["image_size"] == 32
+    assert summary["weights"] == {"best": "pretrain/weights/best.safetensors", "last": "pretrain/weights/last.safetensors"}
     sizes = summary["units"]["pretrain"]  # 3 conditional labels (image 2 has two), one image held out with all its labels
     assert sizes["train"] + sizes["validation"] == 3 and sizes["train"] >= 1 and sizes["validation"] >= 1
     assert summary["selection"]["best_epoch"] == 1 and (pretrained / "pretrain" / "weights" / "best.safetensors").exists()

@@ -89,4 +89,5 @@ def test_a_checkpoint_of_another_decoder_names_the_keys(hsb, tmp_path):
     assert unit.exists(LATEST_KEY)
     with pytest.raises(ValueError, match=r"missing keys \(4\):\n    conv3\.weight") as info:
         run_unit(plan)
-    assert "unexpected keys (2):\n    bias\n    weight" in str(info.value)
+    unexpected = str(info.value).split("unexpected keys (2):\n")[1].split()
+    assert sorted(unexpected) == ["bias", "weight"]  # listed in the checkpoint's order, which safetensors does not fix

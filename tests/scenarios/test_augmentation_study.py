@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from saliencylab.artifacts import open_artifact
+from saliencylab.demo import write_training_demo_dataset
 from saliencylab.pipeline import AUGMENTATION_DEMO, AUGMENTATION_DEMO_TRAIN_SIZE, AUGMENTATION_VARIANTS, augmentation_steps
 
 from jobs.cli import app
@@ -76,13 +77,15 @@ def test_cam_refuses_a_model_input_together_with_weights(run, tmp_path):
     assert not (tmp_path / "cam").exists() or not (tmp_path / "cam" / "_manifest.json").exists()
 
 
-def test_the_study_command_checks_every_set_before_running(run, tmp_path):
-    data = run.parent / "augmentation-data"
-    base = ["augmentation-study", "--images", str(data / "VOC2012"), "--masks", str(data / "synthetic_attention_masks"), "-o", str(tmp_path / "r")]
+def test_the_study_command_checks_every_set_before_running(tmp_path):
+    voc, masks = write_training_demo_dataset(tmp_path / "data")
+    base = ["augmentation-study", "--images", str(voc), "--masks", str(masks), "-o", str(tmp_path / "r")]
     for pair, message in [
-        ("xai.seed=1", "a stage of this pipeline: ['ingest', 'cam', 'deepgaze', 'erase', 'inpaint', 'augment', 'finetune', 'evaluate', 'compare', 'report']"),
-        ("finetune.epoch=1", "unknown parameter 'epoch' for FinetuneConfig; valid: ["),
-        ("inpaint.iterations=many", "iterations must be int"),
+        ("xai.seed=1", "unknown stage 'xai'"),
+        ("xai.seed=1", "valid: ['augment', 'cam', 'compare', 'deepgaze', 'erase', 'evaluate', 'finetune', 'ingest', 'inpaint', 'report']"),
+        ("finetune.epoch=1", "step finetune/baseline: unknown finetune parameter 'epoch'; did you mean 'epochs'?"),
+        ("inpaint.iterations=many", "step inpaint (inpaint): iterations must be int"),
+        ("cam.weights=x.pth", "cam.weights is set by the study's wiring"),
     ]:
         result = runner.invoke(app, [*base, "--set", "ingest.size=64", "--set", pair])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output

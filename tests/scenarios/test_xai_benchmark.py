@@ -48,5 +48,5 @@ def test_a_bad_set_stops_the_benchmark_before_anything_runs(tmp_path):
     result = runner.invoke(app, ["xai-benchmark", "--images", str(tmp_path / "none"), "-o", str(tmp_path / "run"), "--set", "xai.method=rise"])
     assert result.exit_code == 2 and "xai.method is set by the benchmark's wiring" in result.output
     result = runner.invoke(app, ["xai-benchmark", "--images", str(tmp_path / "none"), "-o", str(tmp_path / "run"), "--set", "xai.rise=1"])
-    assert result.exit_code == 2 and "unknown parameter 'rise' for XAIConfig" in result.output
+    assert result.exit_code == 2 and "step xai/gbp: unknown xai parameter 'rise'" in result.output
     assert not (tmp_path / "run").exists()

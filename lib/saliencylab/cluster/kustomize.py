@@ -70,7 +70,7 @@ The images: overrides rewrite the images of the WorkflowTemplates; kustomize onl
 through the fieldSpec of kustomizeconfig.yaml (Argo CRDs are unknown to it). They are pinned by
 `make images` (tag = commit) then `make manifests` (digest from the bake metadata, kept in
 k8s/image-pins.json). Site settings (GPU semaphore, Pod Security, registry) belong in an overlay:
-k8s/overlays/example/. k8s/submit/ is not part of it: submitted runs are created, not applied."""
+deploy/example-site/. k8s/submit/ is not part of it: submitted runs are created, not applied."""
     images = []
     for name in IMAGES:
         pin = dict(pins[name]) if pins else {"newName": f"{REGISTRY}/{name}", "newTag": UNPINNED_TAG}

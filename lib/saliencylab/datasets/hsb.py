@@ -58,7 +58,9 @@ def _rows(data: bytes, source: str) -> list[dict[str, object]]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise ValueError(f"{source}: the CSV header {reader.fieldnames} lacks the column(s) {missing}; need {REQUIRED_COLUMNS} (+ optional fixations)")
+        raise ValueError(
+            f"{source}: the CSV header {reader.fieldnames} lacks the column(s) {missing}; need {REQUIRED_COLUMNS} (+ optional fixations)"
+        )
     return list(reader)
 
 

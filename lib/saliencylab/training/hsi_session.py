@@ -167,6 +167,9 @@ def run_unit(plan: UnitPlan, on_record: Callable[[dict[str, Any]], None] = lambd
         load_state_dict_strict(trained, checkpoint.model)
     optimizer = torch.optim.Adam(trainable_parameters(model, plan.trainable), lr=plan.lr)
     text = FrozenText(model) if plan.trainable == "decoder" and model.uses_text else None
+
+    def checkpoint_at(position: Position) -> None:
+        save_checkpoint(out, plan.run, position, trained, optimizer, [torch.get_rng_state()], [])  # one process; CUDA RNG unused
     if checkpoint:
         optimizer.load_state_dict(checkpoint.optimizer)
     train = open_artifact(plan.train_uri)
@@ -199,13 +202,14 @@ def run_unit(plan: UnitPlan, on_record: Callable[[dict[str, Any]], None] = lambd
                 embedded = text(tensors[1]) if text else None
                 loss = train_step(model, optimizer, tensors, weights=plan.loss_weights, iteration=step, keys=keys, text=embedded)
                 step += 1
-                records.append({"unit": plan.unit, "epoch": epoch + 1, "iteration": iteration, "step": step, "lr": lr, "loss": loss, "keys": keys})
+                record = {"unit": plan.unit, "epoch": epoch + 1, "iteration": iteration, "step": step, "lr": lr, "loss": loss}
+                records.append(record | {"keys": keys})
                 on_record(records[-1])
                 if plan.checkpoint_every and (iteration + 1) % plan.checkpoint_every == 0 and iteration + 1 < total:
-                    save_checkpoint(out, plan.run, Position(epoch, iteration + 1, step, tuple(records)), trained, optimizer, [torch.get_rng_state()], [])
+                    checkpoint_at(Position(epoch, iteration + 1, step, tuple(records)))
             summary = _finish_epoch(out, plan, model, device, text, epoch, lr, records, summaries)
             summaries.append(summary)
-            save_checkpoint(out, plan.run, Position(epoch + 1, 0, step), trained, optimizer, [torch.get_rng_state()], [])
+            checkpoint_at(Position(epoch + 1, 0, step))
     out.write_bytes(LAST, encode_weights(model_state(model), weights_metadata(plan, plan.epochs)))
     return summaries
 
