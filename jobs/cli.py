@@ -15,6 +15,10 @@ from jobs import outcome, render
 from jobs.common import ALLOW_MIXED_CODE_HELP, USER_ERRORS, fail
 from jobs.lazy import StageGroup
 
+# the detector registry (saliencylab.cam.DETECTOR_NAMES) imports torch, so the help names them from
+# this copy; tests/jobs/test_cli.py checks it against the registry
+DETECTORS_HELP = "Comma-separated detector names of faster_rcnn, mask_rcnn, retinanet, ssd300, ssdlite, yolov5s, detr; all when omitted."
+
 app = typer.Typer(
     help="Measure and improve how human-like the saliency maps of vision models are.\n\n"
     "Every stage reads sharded artifacts and writes shards plus a _manifest.json; see docs/architecture.md.",
@@ -99,7 +103,7 @@ def study_command(
     output: Annotated[str, typer.Option("--output", "-o", help="Run root: a local folder or s3://bucket/runs/<name>.")],
     masks: Annotated[Optional[str], typer.Option("--masks", help="Human attention masks folder; without it the human branch is skipped.")] = None,
     preset: Annotated[str, typer.Option("--preset", help="Study configuration: paper or corrected (docs/protocols.md).")] = "corrected",
-    detectors: Annotated[Optional[str], typer.Option("--detectors", help="Comma-separated detector names (default: all seven).")] = None,
+    detectors: Annotated[Optional[str], typer.Option("--detectors", help=DETECTORS_HELP)] = None,
     cam_weights: Annotated[list[str], typer.Option("--cam-weights", help="detector=weights for a detector (path, s3:// or torchvision:<name>); default random.")] = [],
     deepgaze_weights: Annotated[Optional[str], typer.Option("--deepgaze-weights", help="deepgaze2e.pth as a path or s3:// URI; default random.")] = None,
     centerbias: Annotated[Optional[str], typer.Option("--centerbias", help="centerbias_mit1003.npy as a path or s3:// URI; default uniform.")] = None,
@@ -182,6 +186,36 @@ def xai_benchmark_command(
     _print_outputs(output, manifests)
 
 
+@app.command("hsi-study")
+def hsi_study_command(
+    salicon: Annotated[str, typer.Option("--salicon", help="SALICON folder: images/<split>/*.jpg and fixations/<split>/*.mat (docs/hsi.md).")],
+    coco: Annotated[str, typer.Option("--coco", help="Folder with the COCO instances JSON of those images.")],
+    hsb: Annotated[str, typer.Option("--hsb", help="HSB folder with its manifest (hsb.csv: image, label, map, fixations; docs/hsi.md).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Run root: a local folder or s3://bucket/runs/<name>.")],
+    preset: Annotated[str, typer.Option("--preset", help="Study configuration (saliencylab.pipeline.HSI_PRESETS): paper.")] = "paper",
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds on HSB (paper: 5); every fold must hold every class.")] = 5,
+    clip_weights: Annotated[
+        str, typer.Option("--clip-weights", help="CLIP RN50 weights (open_clip state dict, e.g. converted OpenAI RN50; path or s3://); default random.")
+    ] = "random",
+    random_init: Annotated[bool, typer.Option("--random-init/--no-random-init", help="Add the fine-tune from CLIP with a fresh decoder (Table 3).")] = True,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Add the no-text baseline, pre-trained and fine-tuned (Table 2).")] = True,
+    set_: Annotated[list[str], typer.Option("--set", help="stage.key=value for every step of that stage, e.g. hsi-train.epochs=3.")] = [],
+    force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
+) -> None:
+    """Run the HSI study: pseudo labels, pre-training, k-fold fine-tuning on HSB, held-out predictions, compare, report."""
+    from saliencylab.config import parse_sets
+    from saliencylab.pipeline import hsi_study_steps, stages_of
+    from saliencylab.plan import split_sets
+
+    try:
+        overrides = split_sets(parse_sets(set_), stages_of(hsi_study_steps()))
+        steps = hsi_study_steps(preset, overrides, folds=folds, clip_weights=clip_weights, random_init=random_init, baseline=baseline)
+        manifests = _checked_run(steps, output, {"salicon": salicon, "coco": coco, "hsb": hsb, "run": output}, force)
+    except USER_ERRORS as e:
+        raise fail(str(e)) from None
+    _print_outputs(output, manifests)
+
+
 def _augmentation_demo(workdir: Path, output: str | None, force: bool) -> tuple[str, dict]:
     from saliencylab.demo import write_training_demo_dataset
     from saliencylab.pipeline import AUGMENTATION_DEMO, AUGMENTATION_DEMO_TRAIN_SIZE, augmentation_steps
@@ -198,7 +232,7 @@ def _augmentation_demo(workdir: Path, output: str | None, force: bool) -> tuple[
 def demo_command(
     workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo data and the run go.")] = Path("demo-run"),
     output: Annotated[Optional[str], typer.Option("--output", help="Run root (default WORKDIR/run, or WORKDIR/augmentation-run); may be s3://.")] = None,
-    detectors: Annotated[Optional[str], typer.Option("--detectors", help="Comma-separated detector names (default: all seven).")] = None,
+    detectors: Annotated[Optional[str], typer.Option("--detectors", help=DETECTORS_HELP)] = None,
     study: Annotated[
         str, typer.Option("--study", help="empirical: the detectors vs attention study; augmentation: the four training sets, fine-tuned (64 px, 1 epoch).")
     ] = "empirical",

@@ -16,7 +16,7 @@ import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -202,9 +202,8 @@ def _option_kind(name: str, kind: Any, choices: tuple[str, ...]) -> tuple[Any, d
     literal = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else ()
     if kind is bool:
         return Optional[bool], {"param_decls": (f"{flag}/--no-{flag[2:]}",), "metavar": ""}
-    if choices or literal:
-        values = tuple(choices or literal)
-        return Optional[Literal[values]], {"param_decls": (flag,), "metavar": f"[{'|'.join(map(str, values))}]"}
+    if choices or literal:  # listed in the help; the config (or the registry) refuses other values with our message
+        return Optional[str], {"param_decls": (flag,), "metavar": f"[{'|'.join(map(str, choices or literal))}]"}
     if typing.get_origin(kind) is tuple:
         return Optional[str], {"param_decls": (flag,), "metavar": "A,B,..."}
     metavar = {int: "INTEGER", float: "FLOAT"}.get(kind, "TEXT")

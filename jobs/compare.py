@@ -13,15 +13,13 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 import typer
 
 from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.config import field
-from saliencylab.metrics import bootstrap_ci, compare_maps, resize_to
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, derive_seed
 from saliencylab.shards import read_shard
@@ -29,6 +27,9 @@ from saliencylab.stages import get_stage
 from saliencylab.storage import Storage
 
 from jobs.common import Job, Prepared, stage_command
+
+if TYPE_CHECKING:  # torch and the metrics are imported where used, so `compare --help` stays fast
+    import torch
 
 MAP_FIELDS = {  # the map each stage writes
     "cam": "cam.npy",
@@ -82,12 +83,18 @@ def as_map(sample: dict[str, Any], field_name: str) -> torch.Tensor:
     bad = int(np.count_nonzero(~np.isfinite(array)))
     if bad:
         raise ValueError(f"sample {key!r} field {field_name!r} has {bad} NaN or inf value(s) of {array.size}")
+    import torch
+
     scale = 255.0 if array.dtype == np.uint8 else 1.0
     return torch.from_numpy(array.astype(np.float64) / scale)
 
 
 def _pair_results(pairs: list[tuple[str, torch.Tensor, torch.Tensor]], config: CompareConfig) -> dict[str, dict]:
     """Metrics of same-size map pairs, batched per grid size."""
+    import torch
+
+    from saliencylab.metrics import compare_maps
+
     results: dict[str, dict] = {}
     by_size: dict[tuple[int, int], list] = {}
     for key, pred, target in pairs:
@@ -106,6 +113,8 @@ def _pair_results(pairs: list[tuple[str, torch.Tensor, torch.Tensor]], config: C
 
 
 def prepare(inputs: dict[str, str], config: CompareConfig) -> Prepared:
+    from saliencylab.metrics import resize_to
+
     pred, target = open_artifact(inputs["pred"]), open_artifact(inputs["target"])
     pred_field, target_field = map_field(pred, config.pred_field), map_field(target, config.target_field)
     target_shards = target.key_index()
@@ -145,6 +154,8 @@ def prepare(inputs: dict[str, str], config: CompareConfig) -> Prepared:
 
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Aggregate the per-sample metrics: metrics.csv, and means with bootstrap CIs for the manifest."""
+    from saliencylab.metrics import bootstrap_ci
+
     config = CompareConfig(**request.params)
     rows = []
     for record in records:  # our own shards: the manifest does not exist yet

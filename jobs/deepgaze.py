@@ -10,25 +10,23 @@ prediction to mostly the centre bias; the model's guard refuses such input).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 import typer
 
 from saliencylab.artifacts import open_artifact
-from saliencylab.batches import map_image_batches
 from saliencylab.config import field
-from saliencylab.checkpoints import load_state_dict_strict
-from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, uniform_centerbias
-from saliencylab.deepgaze.inputs import check_image
-from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask
-from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, seeded_init
+from saliencylab.seeding import DEFAULT_SEED, SEED_HELP
 from saliencylab.stages import get_stage
 from saliencylab.storage import read_uri
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, stage_command
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -56,6 +54,8 @@ def load_template(uri: str) -> np.ndarray:
 
 def _image_tensor(sample: dict) -> torch.Tensor:
     """A sample's `image.png` as a (3, H, W) float32 0-255 tensor, as `map_image_batches` feeds it."""
+    import torch
+
     image = sample.get("image.png")
     if image is None:
         raise ValueError("the sample has no image.png field")
@@ -65,6 +65,16 @@ def _image_tensor(sample: dict) -> torch.Tensor:
 
 
 def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
+    # torch and the model code are imported here, so that `deepgaze --help` stays fast
+    import torch
+
+    from saliencylab.batches import map_image_batches
+    from saliencylab.checkpoints import load_state_dict_strict
+    from saliencylab.deepgaze import build_deepgaze_iie, centerbias_from_template, uniform_centerbias
+    from saliencylab.deepgaze.inputs import check_image
+    from saliencylab.devices import pick_device
+    from saliencylab.seeding import seeded_init
+
     images = open_artifact(inputs["images"])
     device = pick_device(config.device)
     with seeded_init(config.seed, "weights", "deepgaze_iie"):  # the random init of `--weights random`

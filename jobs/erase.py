@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import typer
 
 from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.config import field
-from saliencylab.erasing import FILLS, apply_erase, criterion_scores, erase_mask, is_selected, resize_mask
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
 from saliencylab.shards import decode_field, read_shard
 from saliencylab.stages import get_stage
@@ -94,6 +92,11 @@ def _map(sample: dict[str, Any], field_name: str, key: str, name: str, side: int
 
 def _scores(pairs: list[tuple[str, np.ndarray, np.ndarray]], config: EraseConfig) -> dict[str, dict[str, Any]]:
     """Score and status of each (key, cam, reference) pair, in batches of SCORE_BATCH."""
+    # torch and the erasing science are imported where used, so that `erase --help` stays fast
+    import torch
+
+    from saliencylab.erasing import criterion_scores, is_selected
+
     results = {}
     for start in range(0, len(pairs), SCORE_BATCH):
         batch = pairs[start : start + SCORE_BATCH]
@@ -113,6 +116,8 @@ def _scores(pairs: list[tuple[str, np.ndarray, np.ndarray]], config: EraseConfig
 
 def _output(sample: dict[str, Any], cam: np.ndarray, decision: dict[str, Any], config: EraseConfig) -> dict[str, Any]:
     """The output sample: erased when selected, passed through otherwise; raises ValueError for a bad mask."""
+    from saliencylab.erasing import FILLS, apply_erase, erase_mask, resize_mask
+
     key, image = sample["__key__"], sample["image.png"]
     mask = np.zeros(image.shape[:2], dtype=bool)
     if decision["status"] == "selected":

@@ -37,7 +37,6 @@ from saliencylab.datasets.hsb import parse_hsb_manifest
 from saliencylab.datasets.masks import MASK_LAYOUT, SYNTHETIC_MARKER, check_mask_aspect, index_masks, merge_masks
 from saliencylab.datasets.names import clashing_names, printable, sample_id
 from saliencylab.datasets.voc import clip_annotation, find_root, parse_annotation, parse_split
-from saliencylab.hsi.training import resize_fixations
 from saliencylab.images import DEFAULT_MAX_PIXELS, MASK_BACKGROUND, decode_image, resize, target_size
 from saliencylab.manifests import canonical_json, sha256_hex
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError, plan_tasks
@@ -324,6 +323,8 @@ def _hsb_sample(item: dict[str, Any], images: Storage, config: IngestConfig) -> 
     sample["saliency.npy"] = resize(saliency, size).astype(np.float32) / 255.0
     if item["fixations"]:
         fixations, notes = _hsb_map(images, item["fixations"], original, config)
+        from saliencylab.hsi.training import resize_fixations  # imports torch; only format hsb needs it
+
         sample["fixations.npy"] = resize_fixations(fixations, size).astype(np.uint16)
         meta["decode_notes"] += [f"fixations: {n}" for n in notes]
         meta["fixations"] = int(sample["fixations.npy"].sum())

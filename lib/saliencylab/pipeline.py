@@ -6,7 +6,8 @@ or an external input given as `@name` (e.g. `@images`, the raw dataset). The loc
 (`saliencylab demo`, `saliencylab study`, `saliencylab augmentation-study`) and the Argo DAGs
 (k8s/pipeline.yaml, k8s/pipelines/) all follow these declarations: `study_steps` (the empirical
 study), `augmentation_steps` (the augmentation study: four training sets, fine-tuned, evaluated
-and compared) and `xai_benchmark_steps` (GBP, Grad-CAM, RISE against HSI maps).
+and compared), `xai_benchmark_steps` (GBP, Grad-CAM, RISE against HSI maps) and
+`hsi_study_steps` (HSI: pseudo labels, pre-training, k-fold fine-tuning, held-out scores).
 
 Two named configurations of the empirical study (`STUDY_PRESETS`):
 - `paper`: the protocol of the source study as it was meant (512x512 squash, the paper's layers,
@@ -209,6 +210,94 @@ def xai_benchmark_steps(
     for method in XAI_METHODS:
         steps.append(step(f"xai/{method}", "xai", {"images": "@images"}, method=method, weights=classifier_weights))
         steps.append(step(f"compare/{method}-hsi", "compare", {"pred": f"xai/{method}", "target": "hsi-predict"}))
+    steps.append(step("report", "report", {"run": "@run"}))
+    result = tuple(steps)
+    check_order(result)
+    return result
+
+
+HSI_FOLDS = 5  # the HSI paper's cross-validation
+HSI_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"report": {"protocol": "paper"}},  # hsi-labels, hsi-train, hsi-predict at their paper defaults (docs/hsi.md)
+}
+HSI_BASELINE_FEATURES = ("u4", "u5", "z")  # the no-text baseline of the HSI paper (Table 2): no text score map
+# the fine-tunes of the study: name -> (pretrain step it starts from or None for CLIP + a fresh decoder, decoder features or None)
+HSI_FINETUNES: dict[str, tuple[str | None, tuple[str, ...] | None]] = {
+    "finetune": ("hsi-train/pretrain", None),  # the full model (Tables 1-3)
+    "finetune-clip": (None, None),  # Table 3: random (CLIP-only) initialisation
+    "finetune-baseline": ("hsi-train/pretrain-baseline", HSI_BASELINE_FEATURES),  # Table 2: no-text baseline
+}
+# seconds-scale settings for the end-to-end test: 32 px, a 16-channel decoder, 1 epoch of batch 2
+HSI_DEMO: dict[str, dict[str, Any]] = {
+    "ingest": {"size": 32},
+    "hsi-train": {"image_size": 32, "decoder_channels": 16, "trainable": "decoder", "epochs": 1, "batch_size": 2, "checkpoint_every": 0},
+    "compare": {"bootstrap": 50},
+}
+
+
+def hsi_study_steps(
+    preset: str = "paper",
+    overrides: dict[str, dict[str, Any]] | None = None,
+    folds: int = HSI_FOLDS,
+    clip_weights: str = "random",
+    random_init: bool = True,
+    baseline: bool = True,
+) -> tuple[Step, ...]:
+    """The HSI study (HSI paper, Tables 1-3): pseudo labels, pre-training, k-fold fine-tuning, held-out scores.
+
+    `hsi-labels` turns SALICON (`@salicon`) and COCO (`@coco`) into pseudo conditional labels;
+    `hsi-train/pretrain` pre-trains on them; `ingest/hsb` reads the human saliency benchmark
+    (`@hsb`, a folder with its manifest: `ingest --format hsb`); `hsi-train/finetune` fine-tunes
+    the pre-trained model on HSB with `folds` folds, one shard each (Argo fans them out as the
+    stage's workers). `hsi-predict/pretrain` maps every HSB image with the pre-trained model
+    (Table 1, without fine-tuning); per fine-tune and fold k, `hsi-predict/<fine-tune>/fold-<k>`
+    maps fold k's held-out images with fold k's weights (its `model` input and `fold`), and
+    `compare/<...>` scores each prediction against the HSB maps and fixations (`ingest/hsb`).
+    Optional fine-tunes (HSI_FINETUNES): `finetune-clip` from CLIP with a fresh decoder
+    (Table 3), `finetune-baseline` of the no-text baseline, pre-trained as
+    `hsi-train/pretrain-baseline` (Table 2). Then `report` over the run root.
+
+    Args:
+        preset: a key of HSI_PRESETS.
+        overrides: stage name -> parameters over the preset for every step of that stage (e.g.
+            HSI_DEMO); hsi-predict takes the network from the hsi-train artifact it reads, so the
+            model fields are set once, on hsi-train.
+        folds: cross-validation folds (paper: 5; every fold must hold every class).
+        clip_weights: CLIP weights (open_clip state dict) that every pre-training and the
+            random-init fine-tune start from (`random` for tests).
+        random_init: add the Table 3 fine-tune from CLIP with a fresh decoder.
+        baseline: add the Table 2 no-text baseline (its own pre-training and fine-tune).
+    """
+    if preset not in HSI_PRESETS:
+        raise ValueError(f"unknown HSI study preset {preset!r}; valid: {sorted(HSI_PRESETS)}")
+    if folds < 2:
+        raise ValueError(f"the HSI study needs at least 2 folds, got {folds}")
+    overrides = overrides or {}
+    for stage, key in (("hsi-train", "mode"), ("hsi-train", "folds"), ("hsi-train", "clip_weights"), ("hsi-train", "features"),
+                       ("hsi-predict", "fold"), ("hsi-predict", "weights"), ("ingest", "format")):  # fmt: skip
+        if key in overrides.get(stage, {}):
+            raise ValueError(f"{stage}.{key} is set by the study's wiring (modes, folds, the weights option, the variants); do not override it")
+    step = _step_maker(HSI_PRESETS[preset], overrides)
+    features = {"features": HSI_BASELINE_FEATURES}
+    steps = [
+        step("hsi-labels", "hsi-labels", {"salicon": "@salicon", "coco": "@coco"}),
+        step("hsi-train/pretrain", "hsi-train", {"train": "hsi-labels"}, mode="pretrain", clip_weights=clip_weights),
+    ]
+    if baseline:
+        steps.append(step("hsi-train/pretrain-baseline", "hsi-train", {"train": "hsi-labels"}, mode="pretrain", clip_weights=clip_weights, **features))
+    steps.append(step("ingest/hsb", "ingest", {"images": "@hsb"}, format="hsb"))
+    chosen = [name for name in HSI_FINETUNES if (name != "finetune-clip" or random_init) and (name != "finetune-baseline" or baseline)]
+    for name in chosen:
+        init, own = HSI_FINETUNES[name]
+        inputs = {"train": "ingest/hsb", **({"init": init} if init else {})}
+        start = {} if init else {"clip_weights": clip_weights}
+        steps.append(step(f"hsi-train/{name}", "hsi-train", inputs, mode="finetune", folds=folds, **start, **({"features": own} if own else {})))
+    predictions = {"hsi-predict/pretrain": ("hsi-train/pretrain", -1)}
+    predictions.update({f"hsi-predict/{name}/fold-{k}": (f"hsi-train/{name}", k) for name in chosen for k in range(folds)})
+    for name, (model, fold) in predictions.items():
+        own = features if model.endswith("-baseline") else {}  # the report reads the features from the parameters
+        steps.append(step(name, "hsi-predict", {"images": "ingest/hsb", "model": model}, fold=fold, **own))
+        steps.append(step(name.replace("hsi-predict/", "compare/", 1), "compare", {"pred": name, "target": "ingest/hsb"}))
     steps.append(step("report", "report", {"run": "@run"}))
     result = tuple(steps)
     check_order(result)

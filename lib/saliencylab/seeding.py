@@ -14,8 +14,12 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a generator is made: config classes import this module cheaply
+    import torch
 
 DEFAULT_SEED = 0  # the default of every stage's `seed` parameter
 SEED_HELP = "Integer seed of every random draw of this stage (part of the run id, so reruns are byte-identical)."
@@ -38,6 +42,8 @@ def derive_seed(seed: int, *labels: str | int) -> int:
 
 def torch_generator(seed: int, *labels: str | int, device: torch.device | str = "cpu") -> torch.Generator:
     """A `torch.Generator` on `device` seeded with `derive_seed(seed, *labels)`."""
+    import torch
+
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, *labels))
     return generator
@@ -55,6 +61,8 @@ def seeded_init(seed: int, *labels: str | int) -> Iterator[None]:
     The global RNG state is restored afterwards, so callers and other streams are unaffected.
     Modules are built on the CPU, so only the CPU RNG is forked.
     """
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, *labels))
         yield

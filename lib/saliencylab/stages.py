@@ -141,8 +141,9 @@ STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         name="hsi-predict",
-        summary="HSI (CLIP RN50 + decoder): a human saliency map per (image, label) sample, for compare.",
-        inputs=("images",),
+        summary="HSI (CLIP RN50 + decoder): a human saliency map per (image, label) sample, for compare; --fold k: a fold's held-out samples.",
+        inputs=("images", "model"),
+        optional_inputs=("model",),
         gpu=True,
         cpu="4",
         memory="16Gi",

@@ -18,9 +18,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from saliencylab.storage import join_uri, open_storage, read_uri
+
+if TYPE_CHECKING:
+    import torch
 
 RANDOM = "random"
 FINETUNE_PREFIX = "finetune:"
@@ -83,6 +86,8 @@ def parse_state_dict(data: bytes, source: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load
 
         return load(data)
+    import torch  # here, not at the top: config classes import RANDOM from this module cheaply
+
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for files it refuses

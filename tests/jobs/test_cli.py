@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from saliencylab.artifacts import open_artifact
 from saliencylab.stages import STAGES
 
-from jobs.cli import app
+from jobs.cli import DETECTORS_HELP, app
 from jobs.common import Prepared, own_warnings
 
 runner = CliRunner()
@@ -118,20 +118,37 @@ def test_stage_help_shows_types_flags_choices_and_one_default_style():
     assert "FLOAT" in _help("compare") or "FLOAT" in inpaint
 
 
-def test_top_level_help_lists_every_stage_without_importing_torch():
-    """`saliencylab --help` must stay fast: no job module and no torch imported just to list the stages."""
+def _help_in_a_fresh_process(*args: str) -> tuple[str, list[str]]:
+    """The help text of `saliencylab *args --help` and the heavy modules (torch, job modules) it imported."""
     probe = (
         "import sys, runpy\n"
-        "sys.argv = ['saliencylab', '--help']\n"
+        f"sys.argv = ['saliencylab', *{list(args)!r}, '--help']\n"
         "try:\n    runpy.run_module('jobs.cli', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in sys.modules if m == 'torch' or m in {s.module for s in __import__('saliencylab.stages').stages.STAGES})\n"
-        "print('HEAVY', heavy)\n"
+        "from saliencylab.stages import STAGES\n"
+        "print('HEAVY', sorted(m for m in sys.modules if m == 'torch' or m in {s.module for s in STAGES}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, check=True).stdout
-    assert out.splitlines()[-1] == "HEAVY []"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, check=True)
+    *text, heavy = result.stdout.splitlines()
+    return "\n".join(text), json.loads(heavy.removeprefix("HEAVY ").replace("'", '"'))
+
+
+def test_top_level_help_lists_every_stage_without_importing_torch():
+    """`saliencylab --help` must stay fast: no job module and no torch imported just to list the stages."""
+    text, heavy = _help_in_a_fresh_process()
+    assert heavy == []
     for spec in STAGES:
-        assert spec.name in out
+        assert spec.name in text
+
+
+# stages whose job modules defer torch to the functions that use it (the others still import it)
+LIGHT_HELP = ("ingest", "deepgaze", "compare", "erase", "augment", "hsi-labels")
+
+
+@pytest.mark.parametrize("stage", LIGHT_HELP)
+def test_stage_help_does_not_import_torch(stage):
+    text, heavy = _help_in_a_fresh_process(stage)
+    assert "--output" in text and "torch" not in heavy and f"jobs.{stage.replace('-', '_')}" in heavy
 
 
 def test_a_warning_is_printed_once_by_the_stage_that_raised_it(demo_dataset, tmp_path):
@@ -144,3 +161,11 @@ def test_a_warning_is_printed_once_by_the_stage_that_raised_it(demo_dataset, tmp
     new = "cam: faster_rcnn ran with RANDOM weights; its maps carry no learned signal"
     prepared = Prepared({"images": {"uri": str(out), "digest": "d"}}, (), lambda task, policy: [], (synthetic, new, new))
     assert own_warnings(prepared) == [new]  # the inherited SYNTHETIC warning stays in the manifest, unprinted
+
+
+def test_study_help_lists_every_registered_detector():
+    from saliencylab.cam import DETECTOR_NAMES
+
+    listed = DETECTORS_HELP.split(" of ", 1)[1].split(";")[0].split(", ")
+    assert listed == list(DETECTOR_NAMES)
+    assert "--detectors" in _help("study") and "ssdlite" in _help("study")

@@ -118,3 +118,22 @@ def test_folds_train_as_parallel_shards_from_the_pretrained_model_and_predict_lo
     assert sorted(maps) == sorted(folds) and maps["images_cat_0"]["saliency.npy"].shape == (32, 32)
     wrong = _invoke("hsi-predict", "-i", hsb / "art", "-o", tmp_path / "p2", "--weights", f"hsi-train:{out}#best", "--image-size", "32")
     assert wrong.exit_code == 2 and "no weights called 'best'" in wrong.output and "fold-0" in wrong.output
+    # the model input with --fold: that fold's weights, only its held-out samples, the model's digest recorded
+    for k in (0, 1):
+        result = _invoke("hsi-predict", "-i", f"images={hsb / 'art'}", "-i", f"model={out}", "-o", tmp_path / f"fold{k}", "--fold", k, "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        held = _samples(tmp_path / f"fold{k}")
+        assert sorted(held) == sorted(key for key, fold in folds.items() if fold == k)
+        assert all(sample["saliency.npy"].shape == (32, 32) for sample in held.values())
+        manifest = open_artifact(str(tmp_path / f"fold{k}")).manifest
+        assert manifest.inputs["model"]["digest"] == open_artifact(str(out)).digest and manifest.params["fold"] == k
+    key = sorted(_samples(tmp_path / "fold1"))[0]
+    assert np.array_equal(_samples(tmp_path / "fold1")[key]["saliency.npy"], maps[key]["saliency.npy"])  # = --weights ...#fold-1
+    both = _invoke("hsi-predict", "-i", f"images={hsb / 'art'}", "-i", f"model={out}", "-o", tmp_path / "p3", "--weights", f"hsi-train:{out}")
+    assert both.exit_code == 2 and "both the model input" in both.output
+    clash = _invoke("hsi-predict", "-i", f"images={hsb / 'art'}", "-i", f"model={out}", "-o", tmp_path / "p4", "--fold", "0", "--image-size", "64")
+    assert clash.exit_code == 2 and "image_size=64 (trained: 32)" in clash.output
+    no_folds = _invoke("hsi-predict", "-i", f"images={hsb / 'art'}", "-i", f"model={pretrained}", "-o", tmp_path / "p5", "--fold", "0")
+    assert no_folds.exit_code == 2 and "no weights called 'fold-0'" in no_folds.output
+    random_fold = _invoke("hsi-predict", "-i", hsb / "art", "-o", tmp_path / "p6", "--fold", "0")
+    assert random_fold.exit_code == 2 and "needs a k-fold hsi-train artifact" in random_fold.output

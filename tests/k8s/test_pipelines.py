@@ -1,14 +1,24 @@
 """The other studies' Argo DAGs (k8s/pipelines/) follow their declarations in saliencylab.pipeline.
 
 The files' validity (strict schema, lint, policies, fresh render, kustomization) is checked with
-every other manifest by test_manifests and test_policies; here: the DAGs of the augmentation study
-and the XAI benchmark.
+every other manifest by test_manifests and test_policies; here: the DAGs of the augmentation study,
+the XAI benchmark and the HSI study.
 """
 
 from __future__ import annotations
 
 from saliencylab.cluster import task_name, template_name
-from saliencylab.pipeline import AUGMENTATION_PRESETS, AUGMENTATION_VARIANTS, XAI_METHODS, XAI_PRESETS, augmentation_steps, xai_benchmark_steps
+from saliencylab.pipeline import (
+    AUGMENTATION_PRESETS,
+    AUGMENTATION_VARIANTS,
+    HSI_FOLDS,
+    HSI_PRESETS,
+    XAI_METHODS,
+    XAI_PRESETS,
+    augmentation_steps,
+    hsi_study_steps,
+    xai_benchmark_steps,
+)
 from saliencylab.stages import get_stage
 
 from tests.k8s.checks import REPO, load_documents
@@ -88,3 +98,29 @@ def test_the_xai_benchmark_dag_follows_its_declaration_with_the_methods_in_paral
         resolved = _resolved_params(preset, {"hsi-weights": "h.pth", "xai-params": "method: gbp, arch: resnet18"}, template)
         for step in xai_benchmark_steps(preset, {"xai": {"arch": "resnet18"}}, hsi_weights="h.pth"):
             assert {k: resolved[task_name(step.name)][k] for k in step.params} == step.params, step.name  # method stays the step's
+
+
+def test_the_hsi_study_dag_fans_the_folds_out_and_follows_its_declaration():
+    (kustomization,) = load_documents(REPO / "k8s/kustomization.yaml")
+    assert "pipelines/hsi-study.yaml" in kustomization["resources"]
+    template = "saliencylab-hsi-study"
+    assert _pipeline_params(template=template)["hsi-train-shards"] == str(HSI_FOLDS)  # one worker per fold of a fine-tune
+    for preset in HSI_PRESETS:
+        entry = next(t for t in workflow_templates()[template]["spec"]["templates"] if t["name"] == preset)
+        tasks = {t["name"]: t for t in entry["dag"]["tasks"]}
+        steps = hsi_study_steps(preset, clip_weights="clip.pt")
+        assert list(tasks) == [task_name(s.name) for s in steps]
+        for variant, start in (("finetune", " && hsi-train-pretrain"), ("finetune-clip", ""), ("finetune-baseline", " && hsi-train-pretrain-baseline")):
+            assert tasks[f"hsi-train-{variant}"].get("depends", "") == "ingest-hsb" + start
+            predictions = [f"hsi-predict-{variant}-fold-{k}" for k in range(HSI_FOLDS)]
+            for k, name in enumerate(predictions):  # the folds' held-out predictions run at once, each after its fine-tune only
+                assert tasks[name]["depends"] == f"ingest-hsb && hsi-train-{variant}"
+                assert tasks[f"compare-{variant}-fold-{k}"]["depends"] == f"{name} && ingest-hsb"
+        assert tasks["report"]["depends"] == " && ".join(task_name(s.name) for s in steps[:-1])
+        user = {"clip-weights": "clip.pt", "hsi-train-params": "epochs: 2, folds: 3, mode: pretrain", "hsi-predict-params": "fold: 4, batch_size: 8"}
+        resolved = _resolved_params(preset, user, template)
+        assert set(resolved) == {task_name(s.name) for s in steps}
+        for step in hsi_study_steps(preset, {"hsi-train": {"epochs": 2}, "hsi-predict": {"batch_size": 8}}, clip_weights="clip.pt"):
+            expected = {k: list(v) if isinstance(v, tuple) else v for k, v in step.params.items()}
+            got = {k: list(v) if isinstance(v, tuple) else v for k, v in resolved[task_name(step.name)].items() if k in step.params}
+            assert got == expected, step.name  # mode, folds, fold stay the step's

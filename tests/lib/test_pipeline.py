@@ -9,10 +9,13 @@ from saliencylab.pipeline import (
     AUGMENTATION_DEMO,
     AUGMENTATION_VARIANTS,
     CAM_ARCHITECTURE,
+    HSI_BASELINE_FEATURES,
+    HSI_DEMO,
     XAI_METHODS,
     Step,
     augmentation_steps,
     check_order,
+    hsi_study_steps,
     stages_of,
     study_steps,
     xai_benchmark_steps,
@@ -129,3 +132,48 @@ def test_xai_benchmark_wiring():
         xai_benchmark_steps(overrides={"xai": {"method": "rise"}})
     with pytest.raises(ValueError, match=r"unknown xai benchmark preset 'x'; valid: \['notebook', 'paper'\]"):
         xai_benchmark_steps("x")
+
+
+def test_hsi_study_wiring():
+    steps = hsi_study_steps(overrides=HSI_DEMO, folds=2, clip_weights="clip.pt")
+    named = by_name(steps)
+    predictions = [f"hsi-predict/{v}/fold-{k}" for v in ("finetune", "finetune-clip", "finetune-baseline") for k in (0, 1)]
+    assert [s.name for s in steps] == [
+        "hsi-labels", "hsi-train/pretrain", "hsi-train/pretrain-baseline", "ingest/hsb",
+        "hsi-train/finetune", "hsi-train/finetune-clip", "hsi-train/finetune-baseline",
+        "hsi-predict/pretrain", "compare/pretrain",
+        *(n for p in predictions for n in (p, p.replace("hsi-predict/", "compare/"))), "report",
+    ]  # fmt: skip
+    assert named["hsi-labels"].inputs == {"salicon": "@salicon", "coco": "@coco"}
+    assert named["ingest/hsb"].inputs == {"images": "@hsb"} and named["ingest/hsb"].params == {"size": 32, "format": "hsb"}
+    pretrain = named["hsi-train/pretrain"]
+    assert pretrain.inputs == {"train": "hsi-labels"} and (pretrain.params["mode"], pretrain.params["clip_weights"], pretrain.params["epochs"]) == ("pretrain", "clip.pt", 1)
+    assert named["hsi-train/finetune"].inputs == {"train": "ingest/hsb", "init": "hsi-train/pretrain"}
+    assert named["hsi-train/finetune"].params["folds"] == 2 and "clip_weights" not in named["hsi-train/finetune"].params  # init and clip_weights exclude each other
+    assert named["hsi-train/finetune-clip"].inputs == {"train": "ingest/hsb"} and named["hsi-train/finetune-clip"].params["clip_weights"] == "clip.pt"
+    assert named["hsi-train/finetune-baseline"].inputs["init"] == "hsi-train/pretrain-baseline"
+    for name in ("hsi-train/pretrain-baseline", "hsi-train/finetune-baseline", "hsi-predict/finetune-baseline/fold-1"):
+        assert named[name].params["features"] == HSI_BASELINE_FEATURES
+    assert named["hsi-predict/pretrain"].inputs == {"images": "ingest/hsb", "model": "hsi-train/pretrain"} and named["hsi-predict/pretrain"].params == {"fold": -1}
+    fold = named["hsi-predict/finetune-clip/fold-1"]
+    assert fold.inputs == {"images": "ingest/hsb", "model": "hsi-train/finetune-clip"} and fold.params == {"fold": 1} and fold.fixed == ("fold",)
+    assert named["compare/finetune-clip/fold-1"].inputs == {"pred": "hsi-predict/finetune-clip/fold-1", "target": "ingest/hsb"}
+    assert len({task_name(s.name) for s in steps}) == len(steps)
+    lean = [s.name for s in hsi_study_steps(folds=2, random_init=False, baseline=False)]
+    assert lean == ["hsi-labels", "hsi-train/pretrain", "ingest/hsb", "hsi-train/finetune", "hsi-predict/pretrain", "compare/pretrain",
+                    "hsi-predict/finetune/fold-0", "compare/finetune/fold-0", "hsi-predict/finetune/fold-1", "compare/finetune/fold-1", "report"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"preset": "x"}, r"unknown HSI study preset 'x'; valid: \['paper'\]"),
+        ({"folds": 1}, "at least 2 folds"),
+        ({"overrides": {"hsi-train": {"mode": "pretrain"}}}, "hsi-train.mode is set by the study's wiring"),
+        ({"overrides": {"hsi-predict": {"fold": 0}}}, "hsi-predict.fold is set by the study's wiring"),
+        ({"overrides": {"ingest": {"format": "voc"}}}, "ingest.format is set by the study's wiring"),
+    ],
+)
+def test_hsi_study_refuses_settings_that_break_its_wiring(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hsi_study_steps(**kwargs)

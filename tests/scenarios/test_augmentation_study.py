@@ -17,6 +17,7 @@ from saliencylab.pipeline import AUGMENTATION_DEMO, AUGMENTATION_DEMO_TRAIN_SIZE
 from jobs.cli import app
 
 runner = CliRunner()
+SLOW = pytest.mark.slow  # the run: ~2 min of CPU (13 Faster R-CNN R50-FPN builds, 4 fine-tunes, 4 evaluations)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def run(tmp_path_factory):
     return workdir / "augmentation-run"
 
 
+@SLOW
 def test_every_declared_step_wrote_an_artifact_from_the_declared_inputs(run):
     steps = augmentation_steps(overrides=AUGMENTATION_DEMO, train_size=AUGMENTATION_DEMO_TRAIN_SIZE)
     artifacts = {s.name: open_artifact(str(run / s.name)) for s in steps}
@@ -42,6 +44,7 @@ def test_every_declared_step_wrote_an_artifact_from_the_declared_inputs(run):
     assert set(artifacts["report"].manifest.inputs) == {"run"}
 
 
+@SLOW
 def test_training_and_test_ids_are_split_by_the_masks(run):
     train, maps, test = (open_artifact(str(run / f"ingest/{n}")) for n in ("train", f"train-{AUGMENTATION_DEMO_TRAIN_SIZE}", "test"))
     train_keys = [k for s in train.manifest.shards for k in s.keys]
@@ -55,6 +58,7 @@ def test_training_and_test_ids_are_split_by_the_masks(run):
         assert [k for s in open_artifact(str(run / variant)).manifest.shards for k in s.keys] == train_keys
 
 
+@SLOW
 def test_each_finetune_is_evaluated_and_its_cam_compared(run):
     for variant in AUGMENTATION_VARIANTS:
         tuned = open_artifact(str(run / "finetune" / variant))
@@ -70,6 +74,7 @@ def test_each_finetune_is_evaluated_and_its_cam_compared(run):
             assert open_artifact(str(run / "compare" / f"{variant}-{target}")).manifest.num_samples == 2
 
 
+@SLOW
 def test_cam_refuses_a_model_input_together_with_weights(run, tmp_path):
     args = ["cam", "-i", f"images={run / 'ingest/test'}", "-i", f"model={run / 'finetune/baseline'}", "-o", str(tmp_path / "cam")]
     result = runner.invoke(app, [*args, "--weights", f"finetune:{run / 'finetune/erase'}"])

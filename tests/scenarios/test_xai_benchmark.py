@@ -7,6 +7,7 @@ with the HSI maps, report. Every artifact records the inputs the declaration wir
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from saliencylab.artifacts import open_artifact
@@ -19,6 +20,7 @@ runner = CliRunner()
 SETS = ["xai.arch=resnet18", "xai.target=top", "xai.rise_masks=16", "xai.input_size=64", "compare.bootstrap=50"]
 
 
+@pytest.mark.slow  # ~40 s on 2 CPU cores: CLIP RN50 and three ResNet-18 runs
 def test_the_benchmark_runs_every_declared_step_on_its_declared_inputs(tmp_path):
     salicon, coco = write_salicon_coco(tmp_path / "data")
     labels = tmp_path / "labels"

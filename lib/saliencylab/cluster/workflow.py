@@ -1,7 +1,7 @@
 """The pipelines of saliencylab.pipeline as Argo WorkflowTemplates, one DAG entrypoint per preset.
 
 k8s/pipeline.yaml is the empirical study (`render_pipeline`); k8s/pipelines/<name>.yaml the other
-studies (PIPELINE_FILES: the augmentation study, the XAI benchmark). Each task runs its stage's `sharded` template.
+studies (PIPELINE_FILES: the augmentation study, the XAI benchmark, the HSI study). Each task runs its stage's `sharded` template.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from saliencylab.cluster.templates import GPU_POD_PATCH, IO_NOTE, param, stage_i
 from saliencylab.pipeline import (
     AUGMENTATION_PRESETS,
     AUGMENTATION_VARIANTS,
+    HSI_FOLDS,
+    HSI_PRESETS,
     STUDY_PRESETS,
     XAI_METHODS,
     XAI_PRESETS,
     Step,
     augmentation_steps,
+    hsi_study_steps,
     study_steps,
     xai_benchmark_steps,
 )
@@ -123,6 +126,7 @@ def _render_dag_template(
     optional: Sequence[str] = (),
     guarded: dict[str, set[str]] | None = None,
     externals_help: dict[str, str] | None = None,
+    workers: dict[str, int] | None = None,
 ) -> str:
     """One pipeline declaration as a WorkflowTemplate with one DAG entrypoint per preset.
 
@@ -139,6 +143,7 @@ def _render_dag_template(
             when all of them are given.
         guarded: preset -> names of the steps that read an optional external input (directly or not).
         externals_help: descriptions of external inputs over EXTERNAL_HELP.
+        workers: stage -> default of its `<stage>-shards` (e.g. hsi-train: one worker per fold).
     """
     presets = list(entrypoints)
     steps = entrypoints[presets[0]]
@@ -154,8 +159,8 @@ def _render_dag_template(
     used = [s for s in STAGES if any(step.stage == s.name for p in presets for step in entrypoints[p])]
     used_deadlines = [workflow_deadline(s) for s in used]
     for spec in (s for s in STAGES if any(step.stage == s.name for step in steps)):
-        workers = "4" if spec.gpu and spec.name not in SEQUENTIAL_STAGES else "1"
-        params.append(param(f"{spec.name}-shards", workers, f"workers per {spec.name} step", "value"))
+        count = (workers or {}).get(spec.name, 4 if spec.gpu and spec.name not in SEQUENTIAL_STAGES else 1)
+        params.append(param(f"{spec.name}-shards", str(count), f"workers per {spec.name} step", "value"))
         params.append(param(f"{spec.name}-params", "", f"{spec.name} parameters over the preset's: key: value pairs, comma-separated", "value"))
         params.append(param(f"{spec.name}-memory", spec.memory, f"memory of each {spec.name} worker (raise it to rerun after an OOM kill)", "value"))
     params += list(extra_params)
@@ -286,7 +291,47 @@ label, in parallel; each method's maps are compared with the HSI maps. Every tas
     )
 
 
+CLIP_WEIGHTS_PARAM = "clip-weights"
+
+
+def render_hsi_pipeline() -> str:
+    """k8s/pipelines/hsi-study.yaml: the HSI study (hsi_study_steps), one entrypoint per preset.
+
+    Every step of hsi-train runs with `hsi-train-shards` workers, by default HSI_FOLDS: the folds
+    of a fine-tune train at once, one per worker (a pretrain step has one unit: one worker works).
+    """
+    presets = list(HSI_PRESETS)
+    steps_by_preset = {p: hsi_study_steps(p, clip_weights=_wp(CLIP_WEIGHTS_PARAM)) for p in presets}
+    clip = param(CLIP_WEIGHTS_PARAM, "random", "CLIP RN50 weights (open_clip state dict, e.g. converted OpenAI RN50): path or s3:// URI", "value")
+    intro = f"""WorkflowTemplate saliencylab-hsi-study: the HSI study of lib/saliencylab/pipeline.py (hsi_study_steps)
+as an Argo DAG, one entrypoint per preset ({', '.join(presets)}; default {presets[0]}). Pseudo labels from
+SALICON + COCO, pre-training, {HSI_FOLDS}-fold fine-tuning on HSB (the folds are hsi-train's shards: with
+hsi-train-shards = {HSI_FOLDS} they train at once, one GPU worker each), the held-out prediction of each
+fold (one hsi-predict task per fold, in parallel) compared with the HSB maps, report. Every task calls
+the `sharded` template of its stage's WorkflowTemplate (k8s/stages/) by templateRef and writes <run>/<step>."""
+    submit = f"""Submit: argo submit -n saliencylab --from workflowtemplate/saliencylab-hsi-study \\
+    -p salicon=s3://.../salicon -p coco=s3://.../coco -p hsb=s3://.../hsb -p run=s3://saliencylab/runs/<name> \\
+    -p {CLIP_WEIGHTS_PARAM}=s3://.../RN50-openai.safetensors
+The DAG fine-tunes {HSI_FOLDS} folds (the paper's; fixed by the wiring); fewer hsi-train-shards train them in turns."""
+    return _render_dag_template(
+        "saliencylab-hsi-study",
+        steps_by_preset,
+        HSI_PRESETS,
+        intro,
+        submit,
+        "The HSI study: pseudo labels, pre-training, k-fold fine-tuning, held-out predictions, compare, report.",
+        [clip],
+        externals_help={
+            "salicon": "SALICON folder: images/<split>/*.jpg and fixations/<split>/*.mat",
+            "coco": "folder with the COCO instances JSON of those images",
+            "hsb": "HSB folder with its manifest (hsb.csv or --set ingest.manifest), docs/hsi.md",
+        },
+        workers={"hsi-train": HSI_FOLDS},
+    )
+
+
 PIPELINE_FILES = {  # beside k8s/pipeline.yaml (the empirical study)
     "k8s/pipelines/augmentation-study.yaml": render_augmentation_pipeline,
     "k8s/pipelines/xai-benchmark.yaml": render_xai_pipeline,
+    "k8s/pipelines/hsi-study.yaml": render_hsi_pipeline,
 }

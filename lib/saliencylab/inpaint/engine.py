@@ -133,14 +133,9 @@ def fit_group(items: Sequence[InpaintItem], settings: FitSettings, seed: int, de
     if dtype not in (torch.float32, torch.float64) or any(it.image.dtype != dtype for it in items):
         raise ValueError(f"images must all be float32 (or float64 for reference runs), got {[it.image.dtype for it in items]}")
     net = stack_nets(spec, [_net_for(spec, seed, it.key) for it in items]).to(device, dtype, memory_format=layout).train()
-    # (1, G*C, H', W') group-major, as the grouped net expects
-    target = torch.cat([reflect_pad(it.image, size) for it in items]).unsqueeze(0).to(device)
-    mask = torch.cat([_pad_zero(it.known, size) for it in items])
-    mask = mask.repeat_interleave(3, 0).unsqueeze(0).to(device, dtype)
-    counts = torch.tensor([3.0 * it.known.numel() for it in items], device=device, dtype=dtype)
+    target, mask, counts, z = _stacked_inputs(items, size, settings, seed, device)
+    z = z.contiguous(memory_format=layout)
     shape = (spec.input_channels, *size)
-    z = torch.cat([torch.rand(shape, generator=torch_generator(seed, "inpaint", "input", it.key), dtype=dtype) for it in items])
-    z = (z * settings.input_scale).unsqueeze(0).to(device).contiguous(memory_format=layout)
     noise = [torch_generator(seed, "inpaint", "reg-noise", it.key, device=device) for it in items]
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -171,6 +166,23 @@ def fit_group(items: Sequence[InpaintItem], settings: FitSettings, seed: int, de
     return [_result(it, *done[i], size) for i, it in enumerate(items)]
 
 
+def _stacked_inputs(
+    items: Sequence[InpaintItem], size: tuple[int, int], settings: FitSettings, seed: int, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """Padded targets and masks (1, G*3, H', W'), pixel counts (G,) and noise inputs z (1, G*C_in, H', W').
+
+    Channels are group-major, as the grouped net expects; dtype is the images'.
+    """
+    dtype = items[0].image.dtype
+    target = torch.cat([reflect_pad(it.image, size) for it in items]).unsqueeze(0).to(device)
+    mask = torch.cat([_pad_zero(it.known, size) for it in items])
+    mask = mask.repeat_interleave(3, 0).unsqueeze(0).to(device, dtype)
+    counts = torch.tensor([3.0 * it.known.numel() for it in items], device=device, dtype=dtype)
+    shape = (settings.net.input_channels, *size)
+    z = torch.cat([torch.rand(shape, generator=torch_generator(seed, "inpaint", "input", it.key), dtype=dtype) for it in items])
+    return target, mask, counts, (z * settings.input_scale).unsqueeze(0).to(device)
+
+
 def _result(item: InpaintItem, out: torch.Tensor, steps: int, size: tuple[int, int]) -> FitResult:
     """Crop the padded output back to the image and score it on the known pixels (float64)."""
     h, w = item.image.shape[-2:]
@@ -187,7 +199,7 @@ def _pad_zero(known: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _clean_output(net: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """(G*3, H', W') float32 net output for the noise-free input (BatchNorm in training mode, as upstream)."""
+    """(G*3, H', W') net output for the noise-free input, in z's dtype (BatchNorm in training mode, as upstream)."""
     with torch.no_grad():
         return net(z)[0].to(z.dtype)
 

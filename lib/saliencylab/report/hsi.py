@@ -38,18 +38,22 @@ def configuration(node: Node) -> tuple[str, str]:
 
 
 def training(contents: RunContents, node: Node) -> tuple[Node | None, str, str]:
-    """(hsi-train node, weights name, description) of an hsi-predict node's `hsi-train:<URI>#<name>` weights.
+    """(hsi-train node, weights name, description) of an hsi-predict node's `model` input or `hsi-train:<URI>#<name>` weights.
 
     The description says what the HSI paper's Tables 1 and 3 contrast: pre-trained only or
     fine-tuned on a fold, and a fine-tune's initialisation (the pre-trained model or CLIP with a
     fresh decoder). Without such weights the node is (None, "", "untrained" or "given weights").
     """
-    weights = str(node.params.get("weights", ""))
-    if not weights.startswith(TRAINED_PREFIX):
+    weights, fold = str(node.params.get("weights", "")), int(node.params.get("fold", -1))
+    if "model" in node.artifact.manifest.inputs:  # the model input: hsi-predict's fold-<k> weights with --fold k, else best
+        model = node.artifact.manifest.inputs["model"]
+        name, trained = "", contents.find(model["uri"], model.get("digest"))
+    elif weights.startswith(TRAINED_PREFIX):
+        uri, _, name = weights[len(TRAINED_PREFIX) :].partition("#")
+        trained = contents.find(uri)
+    else:
         return None, "", "untrained (random)" if weights == RANDOM else "given weights file"
-    uri, _, name = weights[len(TRAINED_PREFIX) :].partition("#")
-    trained = contents.find(uri)
-    name = name or "best"
+    name = name or (f"fold-{fold}" if fold >= 0 else "best")
     if trained is None:
         return None, name, f"hsi-train {name} (artifact outside the run)"
     if trained.params.get("mode") == "pretrain":
