@@ -47,7 +47,7 @@ def unknown_name(what: str, name: str, valid: Iterable[str]) -> str:
     """`unknown <what> 'name'; did you mean 'x'? valid: [...]` (the suggestion only when one is close)."""
     valid = sorted(valid)
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
     return f"unknown {what} {name!r}{hint} valid: {valid}"
 
 

@@ -109,7 +109,7 @@ def test_weights_of_another_architecture_name_the_mismatching_keys(training_set,
 
 def test_a_loss_that_becomes_nan_stops_naming_the_batch_and_keeps_the_checkpoint(training_set, tmp_path):
     out = tmp_path / "ft"
-    result = _finetune(training_set, out, "--lr", "1e8", "--warmup", "false", "--batch-size", "2", "--checkpoint-every", "1", "--on-error", "skip")
+    result = _finetune(training_set, out, "--lr", "1e8", "--no-warmup", "--batch-size", "2", "--checkpoint-every", "1", "--on-error", "skip")
     assert result.exit_code == 2 and "loss is not finite at global iteration 1" in result.output
     assert "batch samples: [" in result.output and "intact" in result.output
     from saliencylab.training.checkpoint import load_checkpoint
