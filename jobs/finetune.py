@@ -13,8 +13,6 @@ Design, recipe and cost: docs/finetune.md.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ import typer
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.config import config_to_dict, field
+from saliencylab.csvfiles import csv_bytes
 from saliencylab.devices import pick_device
 from saliencylab.manifests import canonical_json, sha256_hex
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
@@ -181,14 +180,6 @@ def _progress(record: dict[str, Any]) -> None:
         print(canonical_json({"stage": "finetune", "epoch": record["epoch"], "iteration": record["iteration"], "loss": record["loss"]}).decode(), file=sys.stderr)
 
 
-def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
-
-
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Final weights, curves.csv and epochs.csv; the summary with the weights, recipe and data counters."""
     config = FinetuneConfig(**request.params)
@@ -216,8 +207,8 @@ def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[st
     }
     files = {
         FINAL_WEIGHTS: out.read_bytes(weights_key(config.epochs - 1)),
-        "curves.csv": _csv(rows, CURVE_COLUMNS),
-        "epochs.csv": _csv(epochs, ("epoch", "iterations", "lr_first", "lr_last", *LOSS_NAMES, "loss")),
+        "curves.csv": csv_bytes(rows, CURVE_COLUMNS),
+        "epochs.csv": csv_bytes(epochs, ("epoch", "iterations", "lr_first", "lr_last", *LOSS_NAMES, "loss")),
     }
     return summary, files
 

@@ -20,8 +20,6 @@ the held-out fold is the test set and must not pick the epoch). Design: docs/hsi
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
@@ -32,6 +30,7 @@ import typer
 
 from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.config import config_to_dict, field
+from saliencylab.csvfiles import csv_bytes
 from saliencylab.hsi.folds import assign_folds, fold_split
 from saliencylab.hsi.losses import LOSS_WEIGHTS
 from saliencylab.hsi.model import FEATURES
@@ -223,14 +222,6 @@ def _progress(record: dict[str, Any]) -> None:
         print(canonical_json({"stage": "hsi-train", **{k: record[k] for k in ("unit", "epoch", "step", "loss")}}).decode(), file=sys.stderr)
 
 
-def _csv(rows: list[dict[str, Any]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CURVE_COLUMNS), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
-
-
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
     """curves.csv, folds.json (finetune) and the summary: weights per unit, selection, folds, epochs, recipe, model."""
     config = HSITrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in request.params.items()})
@@ -256,7 +247,7 @@ def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[st
         "epochs": curves,
         "curves": "curves.csv",
     }
-    files = {"curves.csv": _csv(curves)}
+    files = {"curves.csv": csv_bytes(curves, CURVE_COLUMNS)}
     if config.mode == "finetune":
         folds = {key: int(unit.removeprefix("fold-")) for unit, about in units.items() for key in about["held_out"]}
         sizes = [units[f"fold-{k}"]["validation"] for k in range(config.folds)]
