@@ -22,9 +22,8 @@ import typer
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.batches import map_image_batches
-from saliencylab.cam import DETECTOR_NAMES, build_detector, eigencam_maps, get_detector
+from saliencylab.cam.names import DETECTOR_NAMES
 from saliencylab.config import field
-from saliencylab.devices import pick_device
 from saliencylab.runner import ErrorPolicy, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, seeded_init
 from saliencylab.stages import get_stage
@@ -57,6 +56,9 @@ class CamConfig:
 
 
 def prepare(inputs: dict[str, str], config: CamConfig) -> Prepared:
+    from saliencylab.cam import build_detector, eigencam_maps, get_detector  # deferred: torch, not needed by --help
+    from saliencylab.devices import pick_device
+
     images = open_artifact(inputs["images"])
     spec = get_detector(config.detector)
     if config.layer:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from saliencylab.cam.names import DETECTOR_NAMES
 from saliencylab.stages import STAGES
 from saliencylab.storage import join_uri, open_storage
 
@@ -15,9 +16,7 @@ from jobs import outcome, render
 from jobs.common import ALLOW_MIXED_CODE_HELP, USER_ERRORS, fail
 from jobs.lazy import StageGroup
 
-# the detector registry (saliencylab.cam.DETECTOR_NAMES) imports torch, so the help names them from
-# this copy; tests/jobs/test_cli.py checks it against the registry
-DETECTORS_HELP = "Comma-separated detector names of faster_rcnn, mask_rcnn, retinanet, ssd300, ssdlite, yolov5s, detr; all when omitted."
+DETECTORS_HELP = f"Comma-separated detector names of {', '.join(DETECTOR_NAMES)}; all when omitted."
 
 app = typer.Typer(
     help="Measure and improve how human-like the saliency maps of vision models are.\n\n"
@@ -111,7 +110,6 @@ def study_command(
     force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
 ) -> None:
     """Run the empirical study end to end: ingest, CAMs, DeepGaze, compare, report."""
-    from saliencylab.cam import DETECTOR_NAMES
     from saliencylab.config import parse_sets
     from saliencylab.pipeline import stages_of, study_steps
     from saliencylab.plan import split_sets, unknown_name
@@ -239,7 +237,6 @@ def demo_command(
     force: Annotated[bool, typer.Option("--force", help="Recompute steps whose parameters changed.")] = False,
 ) -> None:
     """Run a whole study on demo data: CPU, local storage, random weights (empirical: the bundled photographs at 256x256)."""
-    from saliencylab.cam import DETECTOR_NAMES
     from saliencylab.demo import write_demo_dataset
     from saliencylab.pipeline import study_steps
 

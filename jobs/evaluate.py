@@ -27,10 +27,9 @@ from saliencylab.artifacts import open_artifact
 from saliencylab.batches import map_image_batches
 from saliencylab.config import field
 from saliencylab.datasets.voc import VOC_CLASSES
-from saliencylab.detection import Detections, GroundTruth, average_precision, build_faster_rcnn, class_indices, detect, rescale
-from saliencylab.detection.model import PAPER_ARCHITECTURE, TORCHVISION_DETECTIONS_PER_IMAGE, TORCHVISION_SCORE_THRESHOLD
-from saliencylab.training.model import TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE
-from saliencylab.devices import pick_device
+from saliencylab.detection import Detections, GroundTruth, average_precision, class_indices
+from saliencylab.detection.defaults import TORCHVISION_DETECTIONS_PER_IMAGE, TORCHVISION_SCORE_THRESHOLD
+from saliencylab.training.defaults import PAPER_ARCHITECTURE, TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE
 from saliencylab.manifests import canonical_json
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
 from saliencylab.shards import read_shard
@@ -97,6 +96,9 @@ def detections_record(detections: Detections) -> dict[str, Any]:
 
 
 def prepare(inputs: dict[str, str], config: EvaluateConfig) -> Prepared:
+    from saliencylab.detection import build_faster_rcnn, detect, rescale  # deferred: torch, not needed by --help
+    from saliencylab.devices import pick_device
+
     images = open_artifact(inputs["images"])
     if images.manifest.num_samples == 0:
         raise StageError(f"the evaluation set {images.storage.uri} has no images")

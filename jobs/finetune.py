@@ -16,41 +16,29 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 import typer
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.config import config_to_dict, field
 from saliencylab.csvfiles import csv_bytes
-from saliencylab.devices import pick_device
 from saliencylab.manifests import canonical_json, sha256_hex
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP
 from saliencylab.shards import read_shard, shard_name
 from saliencylab.stages import get_stage
 from saliencylab.storage import Storage
-from saliencylab.training import recipe as paper
-from saliencylab.training.checkpoint import LATEST_KEY, checkpoint_position
-from saliencylab.training.distributed import Group, join_group
-from saliencylab.training.loop import LOSS_NAMES, NonFiniteLossError
-from saliencylab.training.model import ARCHITECTURE_NAMES, TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE, get_architecture
-from saliencylab.training.recipe import Recipe, warmup_length
-from saliencylab.training.session import (
-    TrainingPlan,
-    finished_epoch,
-    read_index,
-    run_epoch,
-    scan_training_set,
-    weights_key,
-    write_index,
-)
-from saliencylab.training.stream import iterations_per_epoch
-from saliencylab.training.targets import NUM_CLASSES, VOC_LABEL_IDS
+from saliencylab.training import defaults as paper
+from saliencylab.training.defaults import ARCHITECTURE_NAMES, LOSS_NAMES, PAPER_ARCHITECTURE, TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE
 from saliencylab.weights import FINETUNE_FINAL, RANDOM
 
 from jobs.common import Job, Prepared, stage_command
+
+if TYPE_CHECKING:
+    import torch
+
+    from saliencylab.training.recipe import Recipe
 
 VERSION = "1"
 FINAL_WEIGHTS = "weights/final.safetensors"
@@ -61,7 +49,7 @@ CURVE_COLUMNS = ("epoch", "iteration", "global_step", "lr", "images", *LOSS_NAME
 class FinetuneConfig:
     """Parameters of the finetune stage (defaults: the paper's recipe, research notes §1.5)."""
 
-    architecture: str = field("fasterrcnn_resnet50_fpn", f"Detector: {', '.join(ARCHITECTURE_NAMES)} (paper: the first).")
+    architecture: str = field(PAPER_ARCHITECTURE, f"Detector: {', '.join(ARCHITECTURE_NAMES)} (paper: the first).")
     weights: str = field(RANDOM, "COCO weights of the architecture: path, s3:// URI, torchvision:<Weights>.<NAME> in the cache, or 'random'.")
     min_size: int = field(TORCHVISION_MIN_SIZE, "Shorter image side after the model's internal resize, pixels (torchvision: 800).")
     max_size: int = field(TORCHVISION_MAX_SIZE, "Longest image side after the internal resize, pixels (torchvision: 1333).")
@@ -94,6 +82,8 @@ PRESETS = {
 
 
 def recipe_of(config: FinetuneConfig) -> Recipe:
+    from saliencylab.training.recipe import Recipe  # deferred, as everything that imports torch: --help must not
+
     fields = ("epochs", "lr", "momentum", "weight_decay", "lr_step", "lr_gamma", "batch_size", "warmup", "warmup_factor", "warmup_iters")
     return Recipe(**{name: getattr(config, name) for name in fields})
 
@@ -104,6 +94,11 @@ def run_fingerprint(params: dict[str, Any], train_digest: str) -> str:
 
 
 def _check(config: FinetuneConfig) -> torch.device:
+    import torch
+
+    from saliencylab.devices import pick_device
+    from saliencylab.training.model import get_architecture
+
     get_architecture(config.architecture)
     device = pick_device(config.device)
     if config.processes < 1 or config.batch_size % config.processes:
@@ -122,6 +117,12 @@ def _check(config: FinetuneConfig) -> torch.device:
 
 
 def prepare(inputs: dict[str, str], config: FinetuneConfig, out: Storage) -> Prepared:
+    from saliencylab.training.checkpoint import LATEST_KEY, checkpoint_position
+    from saliencylab.training.distributed import Group, join_group
+    from saliencylab.training.loop import NonFiniteLossError
+    from saliencylab.training.session import TrainingPlan, finished_epoch, run_epoch, scan_training_set, write_index
+    from saliencylab.training.stream import iterations_per_epoch
+
     train = open_artifact(inputs["train"])
     if train.manifest.num_samples == 0:
         raise StageError(f"the training set {train.storage.uri} has no images; nothing to fine-tune on")
@@ -168,6 +169,8 @@ def prepare(inputs: dict[str, str], config: FinetuneConfig, out: Storage) -> Pre
 
 
 def _index_ok(out: Storage, run: str) -> bool:
+    from saliencylab.training.session import read_index
+
     try:
         read_index(out, run)
     except ValueError:
@@ -182,6 +185,11 @@ def _progress(record: dict[str, Any]) -> None:
 
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Final weights, curves.csv and epochs.csv; the summary with the weights, recipe and data counters."""
+    from saliencylab.training.recipe import warmup_length
+    from saliencylab.training.session import read_index, weights_key
+    from saliencylab.training.stream import iterations_per_epoch
+    from saliencylab.training.targets import NUM_CLASSES, VOC_LABEL_IDS
+
     config = FinetuneConfig(**request.params)
     rows = [s["loss.json"] for record in records for s in read_shard(out.read_bytes(record.name), record.name)]
     epochs = []

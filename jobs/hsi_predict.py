@@ -23,29 +23,27 @@ value is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dataclasses
 import json
 
 import numpy as np
-import torch
 import typer
 
 from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.config import field
-from saliencylab.devices import pick_device
-from saliencylab.hsi.clip_weights import load_clip_state, load_hsi_state
-from saliencylab.hsi.model import FEATURES, HSISpec, build_hsi_model
+from saliencylab.hsi.spec import FEATURES, HSISpec
 from saliencylab.images import resize
-from saliencylab.metrics import resize_to
 from saliencylab.runner import ErrorPolicy, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP
 from saliencylab.stages import get_stage
-from saliencylab.training.hsi_session import TRAINED_PREFIX, trained_weights
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, stage_command
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -113,6 +111,8 @@ def trained_spec(config: HSIPredictConfig, artifact: Artifact) -> HSISpec:
 
 def _trained_source(inputs: dict[str, str], config: HSIPredictConfig) -> tuple[str, str] | None:
     """(hsi-train artifact URI, weights name) from the model input or an hsi-train: weights spec; None otherwise."""
+    from saliencylab.training.hsi_session import TRAINED_PREFIX  # deferred, as everything that imports torch
+
     if inputs.get("model"):
         if config.weights != RANDOM or config.clip_weights != RANDOM:
             raise StageError(
@@ -144,6 +144,10 @@ def held_out_keys(artifact: Artifact, fold: int) -> frozenset[str]:
 
 def load_model(config: HSIPredictConfig, inputs: dict[str, str] | None = None) -> Loaded:
     """The network with its weights (from the model input, --weights or --clip-weights) and the warnings about random parts."""
+    from saliencylab.hsi.clip_weights import load_clip_state, load_hsi_state  # deferred: torch, not needed by --help
+    from saliencylab.hsi.model import build_hsi_model
+    from saliencylab.training.hsi_session import trained_weights
+
     if config.weights != RANDOM and config.clip_weights != RANDOM:
         raise ValueError("give either --weights (a whole HSI model) or --clip-weights (CLIP only), not both")
     source = _trained_source(inputs or {}, config)
@@ -164,6 +168,11 @@ def load_model(config: HSIPredictConfig, inputs: dict[str, str] | None = None) -
 
 
 def prepare(inputs: dict[str, str], config: HSIPredictConfig) -> Prepared:
+    import torch  # deferred: `--help` must not load torch
+
+    from saliencylab.devices import pick_device
+    from saliencylab.metrics import resize_to
+
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     images = open_artifact(inputs["images"])

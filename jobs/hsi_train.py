@@ -32,17 +32,14 @@ from saliencylab.artifacts import Artifact, open_artifact
 from saliencylab.config import config_to_dict, field
 from saliencylab.csvfiles import csv_bytes
 from saliencylab.hsi.folds import assign_folds, fold_split
-from saliencylab.hsi.losses import LOSS_WEIGHTS
-from saliencylab.hsi.model import FEATURES
-from saliencylab.hsi.training import PAPER_DECAY_EPOCH, PAPER_DECAY_FACTOR, PAPER_EPOCHS, PAPER_LR
+from saliencylab.hsi.recipe import LOSS_WEIGHTS, PAPER_DECAY_EPOCH, PAPER_DECAY_FACTOR, PAPER_EPOCHS, PAPER_LR
+from saliencylab.hsi.spec import FEATURES
 from saliencylab.manifests import canonical_json, sha256_hex
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, numpy_generator
 from saliencylab.shards import read_shard, shard_name
 from saliencylab.stages import get_stage
 from saliencylab.storage import Storage
-from saliencylab.training.hsi_session import BEST, LAST, UnitPlan, run_unit, trained_weights
-from saliencylab.training.loop import NonFiniteLossError
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
 
 from jobs.common import Job, Prepared, stage_command
@@ -158,6 +155,8 @@ def _units(config: HSITrainConfig, index: DataIndex, val: DataIndex | None) -> d
 
 def _start(inputs: dict[str, str], config: HSITrainConfig) -> tuple[dict, dict | None, dict | None, list[str]]:
     """(input specs, whole start state dict or None, CLIP start state dict or None, warnings)."""
+    from saliencylab.training.hsi_session import trained_weights  # deferred: torch, not needed by --help
+
     if inputs.get("init"):
         state, artifact = trained_weights(inputs["init"], "best")
         if artifact.manifest.params.get("mode") != "pretrain":
@@ -169,6 +168,9 @@ def _start(inputs: dict[str, str], config: HSITrainConfig) -> tuple[dict, dict |
 
 
 def prepare(inputs: dict[str, str], config: HSITrainConfig, out: Storage) -> Prepared:
+    from saliencylab.training.hsi_session import UnitPlan, run_unit  # deferred: torch, not needed by --help
+    from saliencylab.training.loop import NonFiniteLossError
+
     _check(config, inputs)
     model_spec(config)  # refuses a bad model configuration before anything is read
     train = open_artifact(inputs["train"])
@@ -224,6 +226,8 @@ def _progress(record: dict[str, Any]) -> None:
 
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
     """curves.csv, folds.json (finetune) and the summary: weights per unit, selection, folds, epochs, recipe, model."""
+    from saliencylab.training.hsi_session import BEST, LAST  # deferred: the module imports torch
+
     config = HSITrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in request.params.items()})
     samples = [s for record in records for s in read_shard(out.read_bytes(record.name), record.name)]
     curves = [s["curve.json"] for s in samples if "curve.json" in s]

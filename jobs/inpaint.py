@@ -14,22 +14,22 @@ grouped step; weights, noise input and regularisation noise are seeded per sampl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 import typer
 
 from saliencylab.artifacts import open_artifact
 from saliencylab.config import field
-from saliencylab.devices import pick_device
-from saliencylab.inpaint import FitSettings, InpaintItem, NetSpec, composite, inpaint_images, known_from_erase_mask
 from saliencylab.runner import ErrorPolicy, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP
 from saliencylab.shards import decode_field
 from saliencylab.stages import get_stage
 
 from jobs.common import Job, Prepared, stage_command
+
+if TYPE_CHECKING:
+    from saliencylab.inpaint import FitSettings, InpaintItem
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def fit_settings(config: InpaintConfig) -> FitSettings:
     """The engine settings of a stage config."""
+    from saliencylab.inpaint import FitSettings, NetSpec  # deferred, as everything that imports torch: --help must not
+
     net = NetSpec(config.network, config.width, config.depth, config.skip_channels, config.input_channels)
     return FitSettings(
         net=net,
@@ -79,6 +81,10 @@ def _changed_item(raw: dict[str, Any], source: str) -> tuple[InpaintItem, Any, d
 
     Raises ValueError naming the missing or bad field.
     """
+    import torch
+
+    from saliencylab.inpaint import InpaintItem, known_from_erase_mask
+
     key = raw["__key__"]
     if "meta.json" not in raw:
         raise ValueError(f"{source}: sample has no meta.json")
@@ -100,6 +106,9 @@ def _changed_item(raw: dict[str, Any], source: str) -> tuple[InpaintItem, Any, d
 
 
 def prepare(inputs: dict[str, str], config: InpaintConfig) -> Prepared:
+    from saliencylab.devices import pick_device
+    from saliencylab.inpaint import composite, inpaint_images
+
     erased = open_artifact(inputs["images"])
     if erased.manifest.stage != "erase":
         raise StageError(f"inpaint reads an erase artifact; {erased.storage.uri} was written by stage {erased.manifest.stage!r}")

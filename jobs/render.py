@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from saliencylab.cam.names import DETECTOR_NAMES
 from saliencylab.cluster import PINS_FILE, image_pins, render_all
 
 GENERATED_DIRS = ("k8s/stages", "k8s/pipelines")  # wholly generated: a file there that is not rendered is stale
@@ -22,8 +23,6 @@ GENERATED_DIRS = ("k8s/stages", "k8s/pipelines")  # wholly generated: a file the
 
 def render_files(root: Path) -> dict[str, str]:
     """Every generated file for the repository at `root`: {relative path: text}; images pinned by k8s/image-pins.json if present."""
-    from saliencylab.cam import DETECTOR_NAMES  # deferred: imports torch
-
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     pins_path = root / PINS_FILE
     pins = json.loads(pins_path.read_text()) if pins_path.is_file() else None

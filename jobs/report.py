@@ -19,7 +19,6 @@ import typer
 
 from saliencylab.config import field
 from saliencylab.manifests import canonical_json, sha256_hex
-from saliencylab.report.document import build_report
 from saliencylab.report.run import discover
 from saliencylab.report.sections import Options
 from saliencylab.runner import RunRequest
@@ -56,6 +55,8 @@ def prepare(inputs: dict[str, str], config: ReportConfig) -> Prepared:
 
 
 def finalize(out: Storage, request: RunRequest, records: tuple) -> tuple[dict[str, Any], dict[str, bytes]]:
+    from saliencylab.report.document import build_report  # deferred: its figures and statistics import torch
+
     root_uri = request.inputs["run"]["uri"]
     config = ReportConfig(**request.params)
     contents = discover(open_storage(root_uri))

@@ -19,47 +19,28 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 import typer
 
 from saliencylab.artifacts import open_artifact
-from saliencylab.cam.layers import resolve_layer
 from saliencylab.config import field
-from saliencylab.devices import pick_device
 from saliencylab.images import resize
 from saliencylab.manifests import sha256_hex
-from saliencylab.metrics import minmax_normalise, resize_to
 from saliencylab.runner import ErrorPolicy, ShardTask, StageError
 from saliencylab.seeding import DEFAULT_SEED, SEED_HELP, torch_generator
 from saliencylab.stages import get_stage
 from saliencylab.storage import read_uri
 from saliencylab.weights import RANDOM, load_weights, random_weights_warning
-from saliencylab.xai import (
-    DEFAULT_CELLS,
-    DEFAULT_MASKS,
-    DEFAULT_P1,
-    IMAGENET,
-    INPUT_SIZE,
-    NOTEBOOK,
-    LabelMap,
-    build_classifier,
-    check_rise_memory,
-    check_rise_params,
-    gbp_maps,
-    get_architecture,
-    gradcam_maps,
-    imagenet_label_map,
-    normalise,
-    rise_mask_bank,
-    rise_maps,
-    top_classes,
-)
-from saliencylab.xai.classifier import imagenet_categories
+from saliencylab.xai.defaults import DEFAULT_CELLS, DEFAULT_MASKS, DEFAULT_P1, IMAGENET, INPUT_SIZE, NOTEBOOK
 
 from jobs.common import Job, Prepared, stage_command
+
+if TYPE_CHECKING:
+    import torch
+
+    from saliencylab.xai import LabelMap
 
 
 @dataclass(frozen=True)
@@ -93,6 +74,8 @@ PRESETS = {"notebook": {"method": "rise", "rise_masks": NOTEBOOK["masks"], "rise
 def available_memory(device: torch.device) -> int:
     """Bytes free for a RISE run: free CUDA memory, or on the CPU the smaller of the cgroup's headroom and MemAvailable."""
     if device.type == "cuda":
+        import torch  # deferred, as everywhere in this module: `--help` must not load torch
+
         return torch.cuda.mem_get_info(device)[0]
     limits = []
     try:
@@ -109,6 +92,8 @@ def available_memory(device: torch.device) -> int:
 
 def read_label_map(spec: str) -> tuple[LabelMap, dict[str, dict[str, str]]]:
     """The label map named by `spec` and, for a JSON file, its input record {uri, digest} for the run id."""
+    from saliencylab.xai import LabelMap, imagenet_label_map
+
     if spec == IMAGENET:
         return imagenet_label_map(), {}
     data = read_uri(spec)
@@ -123,6 +108,8 @@ def read_label_map(spec: str) -> tuple[LabelMap, dict[str, dict[str, str]]]:
 
 def check_config(config: XAIConfig) -> None:
     """Refuse out-of-range parameters before anything is read or loaded."""
+    from saliencylab.xai import check_rise_params
+
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     if config.input_size < 32:
@@ -137,6 +124,9 @@ def check_config(config: XAIConfig) -> None:
 
 def explainer(config: XAIConfig, model: torch.nn.Module, size: tuple[int, int]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The configured method as (normalised images, targets) -> (B, H, W) maps (RISE: raw, the others min-maxed)."""
+    from saliencylab.cam.layers import resolve_layer
+    from saliencylab.xai import gbp_maps, get_architecture, gradcam_maps, rise_mask_bank, rise_maps
+
     if config.method == "gbp":
         return partial(gbp_maps, model)
     if config.method == "gradcam":
@@ -146,6 +136,13 @@ def explainer(config: XAIConfig, model: torch.nn.Module, size: tuple[int, int]) 
 
 
 def prepare(inputs: dict[str, str], config: XAIConfig) -> Prepared:
+    import torch
+
+    from saliencylab.devices import pick_device
+    from saliencylab.metrics import minmax_normalise, resize_to
+    from saliencylab.xai import build_classifier, check_rise_memory, get_architecture, normalise, top_classes
+    from saliencylab.xai.classifier import imagenet_categories
+
     check_config(config)
     arch = get_architecture(config.arch)
     device = pick_device(config.device)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def map_image_batches(
@@ -18,6 +20,8 @@ def map_image_batches(
     (B, 3, H, W) float32 RGB tensor in [0, 255] on `device` and returns one dict of output fields
     per image. Images of different sizes never share a batch. Inputs are not mutated.
     """
+    import torch  # deferred: the job modules import this one for `--help`, which must not load torch
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     by_size: dict[tuple[int, ...], list[dict[str, Any]]] = {}

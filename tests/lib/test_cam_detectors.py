@@ -14,6 +14,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from saliencylab.cam import (
     DETECTOR_NAMES,
+    DETECTORS,
     build_detector,
     convert_yolov5_checkpoint,
     eigencam_maps,
@@ -51,6 +52,11 @@ def detector():
 
 def test_registry_names():
     assert DETECTOR_NAMES == ("faster_rcnn", "mask_rcnn", "retinanet", "ssd300", "ssdlite", "yolov5s", "detr")
+
+
+def test_the_torch_free_name_list_matches_the_registry():
+    """saliencylab.cam.names (read by `--help`) and the DetectorSpec registry name the same detectors, in order."""
+    assert tuple(spec.name for spec in DETECTORS) == DETECTOR_NAMES
 
 
 def test_unknown_detector_lists_valid_names():

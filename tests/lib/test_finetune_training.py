@@ -10,7 +10,8 @@ import torch
 from saliencylab.storage import LocalStorage
 from saliencylab.training.checkpoint import LATEST_KEY, Position, load_checkpoint, save_checkpoint
 from saliencylab.training.loop import LOSS_NAMES, NonFiniteLossError, train_step
-from saliencylab.training.model import build_finetune_model
+from saliencylab.training.defaults import ARCHITECTURE_NAMES, PAPER_ARCHITECTURE
+from saliencylab.training.model import ARCHITECTURES, build_finetune_model
 from saliencylab.training.recipe import Recipe, build_optimizer
 
 SMALL = "fasterrcnn_mobilenet_v3_large_fpn"
@@ -62,6 +63,11 @@ def test_weights_of_another_architecture_name_the_mismatching_keys():
         build_finetune_model(SMALL, {"features.0.weight": torch.zeros(3)}, min_size=64, max_size=64)
     assert "unexpected keys (1)" in str(info.value) and "features.0.weight" in str(info.value)
     assert "missing keys" in str(info.value) and "backbone.body" in str(info.value)
+
+
+def test_the_torch_free_name_list_matches_the_architectures():
+    """saliencylab.training.defaults (read by `finetune --help`) names the registry's architectures, in order, the paper's first."""
+    assert tuple(a.name for a in ARCHITECTURES) == ARCHITECTURE_NAMES and ARCHITECTURE_NAMES[0] == PAPER_ARCHITECTURE
 
 
 def test_unknown_architecture_lists_the_valid_ones():

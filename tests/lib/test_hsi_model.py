@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from saliencylab.hsi.clip_weights import convert_openai_checkpoint, load_clip_state, load_hsi_state
-from saliencylab.hsi.model import (
-    NO_TEXT_FEATURES,
-    HSISpec,
-    build_hsi_model,
-    dense_embedding,
-    prompt_texts,
-    score_map,
-)
+from saliencylab.hsi.model import HSISpec, build_hsi_model, dense_embedding, prompt_texts, score_map
+from saliencylab.hsi.spec import NO_TEXT_FEATURES
 from saliencylab.weights import load_weights
 
 

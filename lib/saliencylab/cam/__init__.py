@@ -9,21 +9,31 @@ Public API:
     pin_sign(projections, activations)                     the sign rule
     convert_yolov5_checkpoint(path, out, allow_pickle=...) official yolov5s.pt -> safetensors
 The pytorch-grad-cam reference, `gradcam_eigencam_maps`, lives in `saliencylab.cam.gradcam_reference`
-and is not imported here (grad-cam pulls in scikit-learn, SciPy and ttach). Conventions, layers
+and is not imported here (grad-cam pulls in scikit-learn, SciPy and ttach); DETECTOR_NAMES comes
+from the torch-free `saliencylab.cam.names`, everything else is imported on first use. Conventions, layers
 and speed: docs/cam.md.
 """
 
-from saliencylab.cam.detectors import (
-    DETECTOR_NAMES,
-    DETECTORS,
-    DetectorSpec,
-    Preprocess,
-    build_detector,
-    get_detector,
+from saliencylab.cam.names import DETECTOR_NAMES
+from saliencylab.lazyexports import lazy_exports
+
+# the rest imports torch, so each name is imported from its module on first use (PEP 562): the CLI's
+# `--help` reads DETECTOR_NAMES without loading torch
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DETECTORS": "detectors",
+        "DetectorSpec": "detectors",
+        "Preprocess": "detectors",
+        "build_detector": "detectors",
+        "get_detector": "detectors",
+        "eigencam_from_activations": "eigencam",
+        "eigencam_maps": "eigencam",
+        "pin_sign": "eigencam",
+        "resolve_layer": "layers",
+        "convert_yolov5_checkpoint": "yolov5_checkpoint",
+    },
 )
-from saliencylab.cam.eigencam import eigencam_from_activations, eigencam_maps, pin_sign
-from saliencylab.cam.layers import resolve_layer
-from saliencylab.cam.yolov5_checkpoint import convert_yolov5_checkpoint
 
 __all__ = [
     "DETECTORS",

@@ -17,6 +17,7 @@ from saliencylab.cam import detr as _detr
 from saliencylab.cam import torchvision_detectors as _tv
 from saliencylab.cam import yolov5 as _yolov5
 from saliencylab.cam.adapter import DetectorAdapter
+from saliencylab.cam.names import DETECTOR_NAMES
 from saliencylab.checkpoints import load_state_dict_strict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, for images in [0, 1]
@@ -95,7 +96,6 @@ DETECTORS: tuple[DetectorSpec, ...] = (
     ),
 )
 _BY_NAME: Mapping[str, DetectorSpec] = {spec.name: spec for spec in DETECTORS}
-DETECTOR_NAMES: tuple[str, ...] = tuple(_BY_NAME)
 
 
 def get_detector(name: str) -> DetectorSpec:

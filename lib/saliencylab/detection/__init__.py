@@ -22,7 +22,10 @@ from saliencylab.detection.ap import (
     coco_ap50,
     voc_ap,
 )
-from saliencylab.detection.model import build_faster_rcnn, detect, rescale
+from saliencylab.lazyexports import lazy_exports
+
+# the model imports torch: its names are imported on first use, so `--help` stays light
+__getattr__ = lazy_exports(__name__, {"build_faster_rcnn": "model", "detect": "model", "rescale": "model"})
 
 __all__ = [
     "DIFFICULT_MODES",

@@ -17,11 +17,9 @@ from torch import nn
 
 from saliencylab.checkpoints import load_state_dict_strict
 from saliencylab.detection.ap import Detections
-from saliencylab.training.model import TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE, build_finetune_model
-
-PAPER_ARCHITECTURE = "fasterrcnn_resnet50_fpn"
-TORCHVISION_SCORE_THRESHOLD = 0.05  # box_score_thresh: detections below it are never output
-TORCHVISION_DETECTIONS_PER_IMAGE = 100  # box_detections_per_img, also COCO's maxDets
+from saliencylab.detection.defaults import TORCHVISION_DETECTIONS_PER_IMAGE, TORCHVISION_SCORE_THRESHOLD
+from saliencylab.training.defaults import PAPER_ARCHITECTURE, TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE
+from saliencylab.training.model import build_finetune_model
 
 
 def build_faster_rcnn(
@@ -41,7 +39,7 @@ def build_faster_rcnn(
         state_dict: e.g. `saliencylab.weights.load_finetuned(uri).state_dict`; None keeps the
             random init drawn from `seed` (tests). Not modified.
         num_classes: box-predictor classes, background included (VOC: 21).
-        architecture: a name of `saliencylab.training.model.ARCHITECTURE_NAMES` (paper: R50-FPN).
+        architecture: a name of `saliencylab.training.defaults.ARCHITECTURE_NAMES` (paper: R50-FPN).
         min_size, max_size: torchvision's internal resize, in pixels.
         score_threshold: minimum score of an output detection, in [0, 1].
         detections_per_image: maximum detections per image after NMS.

@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from saliencylab.hsi.recipe import LOSS_WEIGHTS
 from saliencylab.metrics import KL_EPS
-
-LOSS_WEIGHTS = (1.0, -1.0, -1.0)  # λ for (KL, CC, NSS): HSI paper
 
 
 def _density(x: Tensor) -> Tensor:

@@ -10,48 +10,22 @@ For a (B, 3, 224, 224) batch of RGB images in [0, 1] and B labels it computes (R
     p  = up224(sigmoid(conv1x1(relu(conv3x3(u4 || u5 || z || a)))))   (B, 1, 224, 224) in [0, 1]
 
 The decoder input is 4097 channels with all four features; the paper's no-text baseline drops a
-(`NO_TEXT_FEATURES`). Nothing here reads files: weights go through `saliencylab.hsi.clip_weights`.
+(`saliencylab.hsi.spec.NO_TEXT_FEATURES`). Nothing here reads files: weights go through `saliencylab.hsi.clip_weights`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saliencylab.hsi.spec import DENSE_VARIANTS, HSISpec
 from saliencylab.seeding import seeded_init
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's normalisation (open_clip OPENAI_DATASET_MEAN)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)  # (open_clip OPENAI_DATASET_STD)
-FEATURES = ("u4", "u5", "z", "a")  # the full model's decoder input, in concatenation order
-NO_TEXT_FEATURES = ("u4", "u5", "z")  # the paper's baseline: visual features only
-DENSE_VARIANTS = ("denseclip", "maskclip")
-
-
-@dataclass(frozen=True)
-class HSISpec:
-    """What defines an HSI network (its weights aside)."""
-
-    clip_model: str = "RN50-quickgelu"  # open_clip config name; OpenAI's weights need the QuickGELU one
-    dense: Literal["denseclip", "maskclip"] = "denseclip"  # how z is read off the attention pool (docs/hsi.md)
-    features: tuple[str, ...] = FEATURES  # decoder inputs, a subset of FEATURES in that order
-    prompt: str = "a photo of a {label}"  # text template of the label (HSI paper)
-    decoder_channels: int = 256  # channels after the 3x3 conv (not given by the paper; our choice)
-    image_size: int = 224  # input side in pixels; the output has the same side
-
-    def __post_init__(self) -> None:
-        if self.dense not in DENSE_VARIANTS:
-            raise ValueError(f"dense must be one of {DENSE_VARIANTS}, got {self.dense!r}")
-        if not self.features or tuple(f for f in FEATURES if f in self.features) != tuple(self.features):
-            raise ValueError(f"features must be a non-empty subset of {FEATURES} in that order, got {self.features}")
-        if "{label}" not in self.prompt:
-            raise ValueError(f"prompt must contain '{{label}}', got {self.prompt!r}")
-        if self.decoder_channels < 1:
-            raise ValueError(f"decoder_channels must be >= 1, got {self.decoder_channels}")
 
 
 def prompt_texts(template: str, labels: Sequence[str]) -> list[str]:

@@ -15,13 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from saliencylab.hsi.losses import LOSS_WEIGHTS, hsi_loss
+from saliencylab.hsi.losses import hsi_loss
+from saliencylab.hsi.recipe import LOSS_WEIGHTS, PAPER_DECAY_EPOCH, PAPER_DECAY_FACTOR
 from saliencylab.training.loop import NonFiniteLossError
 
-PAPER_LR = 1e-4  # Adam learning rate (HSI paper)
-PAPER_EPOCHS = 20  # (HSI paper)
-PAPER_DECAY_EPOCH = 10  # the learning rate is divided by 10 after this many epochs (HSI paper)
-PAPER_DECAY_FACTOR = 0.1
 TRAINABLE_PARTS = ("all", "decoder")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")  # torchvision's Faster R-CNN
+from saliencylab.training.defaults import LOSS_NAMES
 
 
 class NonFiniteLossError(ValueError):

@@ -23,11 +23,11 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 from saliencylab.checkpoints import load_state_dict_strict
 from saliencylab.seeding import seeded_init
+from saliencylab.training.defaults import ARCHITECTURE_NAMES, TORCHVISION_MAX_SIZE, TORCHVISION_MIN_SIZE
 from saliencylab.training.targets import NUM_CLASSES
 
 COCO_NUM_CLASSES = 91  # torchvision's COCO releases: 90 category ids + background
 TRAINABLE_BACKBONE_LAYERS = 3  # torchvision's default when starting from trained weights
-TORCHVISION_MIN_SIZE, TORCHVISION_MAX_SIZE = 800, 1333  # GeneralizedRCNNTransform defaults
 
 
 def _resnet50_fpn(**kwargs) -> FasterRCNN:
@@ -83,7 +83,6 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     ),  # 19 M parameters instead of 41 M
     Architecture("fasterrcnn_tiny", _tiny, ""),  # no release: random weights, for tests and smoke runs
 )
-ARCHITECTURE_NAMES = tuple(a.name for a in ARCHITECTURES)
 
 
 def get_architecture(name: str) -> Architecture:

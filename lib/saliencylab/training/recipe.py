@@ -13,16 +13,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# The paper's recipe (research notes §1.5: the original notebook, torchvision's detection reference).
-PAPER_EPOCHS = 5
-PAPER_LR = 0.005
-PAPER_MOMENTUM = 0.9
-PAPER_WEIGHT_DECAY = 5e-4
-PAPER_LR_STEP = 2  # StepLR step_size, in epochs
-PAPER_LR_GAMMA = 0.1
-PAPER_BATCH_SIZE = 4
-REFERENCE_WARMUP_FACTOR = 0.001  # torchvision references/detection/engine.py
-REFERENCE_WARMUP_ITERS = 1000
+from saliencylab.training.defaults import (  # the paper's recipe (research notes §1.5)
+    PAPER_BATCH_SIZE,
+    PAPER_EPOCHS,
+    PAPER_LR,
+    PAPER_LR_GAMMA,
+    PAPER_LR_STEP,
+    PAPER_MOMENTUM,
+    PAPER_WEIGHT_DECAY,
+    REFERENCE_WARMUP_FACTOR,
+    REFERENCE_WARMUP_ITERS,
+)
 
 
 @dataclass(frozen=True)

@@ -5,33 +5,33 @@
 target classes in, (B, H, W) maps out, on the images' device.
 """
 
-from saliencylab.xai.classifier import (
-    ARCHITECTURES,
-    IMAGENET,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    INPUT_SIZE,
-    NUM_CLASSES,
-    LabelMap,
-    build_classifier,
-    get_architecture,
-    imagenet_label_map,
-    normalise,
-    top_classes,
-)
-from saliencylab.xai.gbp import gbp_gradients, gbp_maps
-from saliencylab.xai.gradcam import gradcam_maps
-from saliencylab.xai.rise import (
-    DEFAULT_CELLS,
-    DEFAULT_MASKS,
-    DEFAULT_P1,
-    NOTEBOOK,
-    RiseMasks,
-    check_rise_memory,
-    check_rise_params,
-    rise_mask_bank,
-    rise_maps,
-    rise_memory_bytes,
+from saliencylab.lazyexports import lazy_exports
+from saliencylab.xai.defaults import DEFAULT_CELLS, DEFAULT_MASKS, DEFAULT_P1, IMAGENET, INPUT_SIZE, NOTEBOOK
+
+# the methods and the classifier import torch: their names are imported on first use, so `--help` stays light
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ARCHITECTURES": "classifier",
+        "IMAGENET_MEAN": "classifier",
+        "IMAGENET_STD": "classifier",
+        "NUM_CLASSES": "classifier",
+        "LabelMap": "classifier",
+        "build_classifier": "classifier",
+        "get_architecture": "classifier",
+        "imagenet_label_map": "classifier",
+        "normalise": "classifier",
+        "top_classes": "classifier",
+        "gbp_gradients": "gbp",
+        "gbp_maps": "gbp",
+        "gradcam_maps": "gradcam",
+        "RiseMasks": "rise",
+        "check_rise_memory": "rise",
+        "check_rise_params": "rise",
+        "rise_mask_bank": "rise",
+        "rise_maps": "rise",
+        "rise_memory_bytes": "rise",
+    },
 )
 
 METHODS = ("gbp", "gradcam", "rise")  # the `method` values of the xai stage

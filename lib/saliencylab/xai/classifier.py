@@ -20,12 +20,11 @@ from torch import Tensor, nn
 
 from saliencylab.checkpoints import load_state_dict_strict
 from saliencylab.seeding import seeded_init
+from saliencylab.xai.defaults import IMAGENET
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel RGB mean of [0, 1] ImageNet pixels (torchvision's transforms)
 IMAGENET_STD = (0.229, 0.224, 0.225)  # per-channel RGB standard deviation, same source
 NUM_CLASSES = 1000  # ImageNet-1k
-INPUT_SIZE = 224  # the side the ImageNet weights were trained and evaluated at (torchvision IMAGENET1K_V1)
-IMAGENET = "imagenet"  # name of the built-in label map: torchvision's IMAGENET1K_V1 category names
 LISTED_LABELS = 30  # a label map up to this size is listed whole in an error; larger ones by examples
 
 

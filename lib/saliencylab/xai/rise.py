@@ -27,10 +27,6 @@ from torch import Tensor, nn
 
 from saliencylab.xai.classifier import check_targets
 
-DEFAULT_MASKS = 4000  # N: the usual ResNet-50 setting (Xplique's example, TorchRay's defaults), notes §7.2
-DEFAULT_CELLS = 7  # s
-DEFAULT_P1 = 0.5  # keep-probability of a cell
-NOTEBOOK = {"masks": 6000, "cells": 8, "p1": 0.1}  # the settings of the authors' notebook (eclique/RISE)
 FLOAT_BYTES = 4  # float32 throughout a RISE forward pass
 
 
