@@ -48,6 +48,8 @@ def convert_yolov5_checkpoint(path: str | Path, out_path: str | Path, *, allow_p
             "trust, with the ultralytics/yolov5 repository on sys.path; the safetensors output needs neither."
         )
     try:
+        # not weights_only=True: the official checkpoint is a pickled model object, which that refuses;
+        # this one-time conversion behind allow_pickle is the only place it is unpickled
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(

@@ -67,6 +67,8 @@ def convert_openai_checkpoint(
             "safetensors output needs neither TorchScript nor this flag."
         )
     try:
+        # not torch.load(weights_only=True): the file is a TorchScript archive, which that refuses; this
+        # one-time conversion behind allow_torchscript is the only place such a file is opened
         archive = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as e:
         raise ValueError(f"{path} is not a TorchScript archive ({str(e).splitlines()[0][:200]})") from e
