@@ -103,10 +103,8 @@ def prepare(inputs: dict[str, str], config: AugmentConfig) -> Prepared:
         (shard,) = task.items
         out = []
         for sample in images.samples(shard):
-            try:
+            with policy.guard(sample["__key__"], f"{images.storage.uri}/{shard}"):
                 out.append(augment_sample(sample, config))
-            except ValueError as e:
-                policy.record(sample["__key__"], f"{images.storage.uri}/{shard}", e)
         return out
 
     return Prepared({"images": images.input_spec}, images.shard_tasks(), process, tuple(images.manifest.warnings))

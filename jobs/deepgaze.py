@@ -103,12 +103,9 @@ def prepare(inputs: dict[str, str], config: DeepGazeConfig) -> Prepared:
 
         usable = []
         for sample in images.samples(shard):
-            try:
+            with policy.guard(sample["__key__"], f"{images.storage.uri}/{shard}"):
                 check_image(_image_tensor(sample))
-            except ValueError as e:
-                policy.record(sample["__key__"], f"{images.storage.uri}/{shard}", e)
-                continue
-            usable.append(sample)
+                usable.append(sample)
         return map_image_batches(usable, config.batch_size, device, densities)
 
     warnings = list(images.manifest.warnings)

@@ -156,7 +156,7 @@ def prepare(inputs: dict[str, str], config: EraseConfig) -> Prepared:
         ready, pairs, decisions = [], [], {}
         for sample in samples:
             key = sample["__key__"]
-            try:
+            with policy.guard(key, source):
                 for name, artifact in (("cam", cam), (reference_name, reference)):
                     if key in missing.get(name, ()):
                         raise ValueError(_missing_message(name, artifact, missing[name]))
@@ -166,15 +166,11 @@ def prepare(inputs: dict[str, str], config: EraseConfig) -> Prepared:
                 else:
                     pairs.append((key, cam_map, _map(refs[key], ref_field, key, reference_name, config.map_size)))
                 ready.append((sample, cam_map))
-            except (KeyError, ValueError) as e:
-                policy.record(key, source, e)
         decisions.update(_scores(pairs, config))
         out = []
         for sample, cam_map in ready:
-            try:
+            with policy.guard(sample["__key__"], source):
                 out.append(_output(sample, cam_map, decisions[sample["__key__"]], config))
-            except ValueError as e:
-                policy.record(sample["__key__"], source, e)
         return out
 
     specs = {"images": images.input_spec, "cam": cam.input_spec, reference_name: reference.input_spec}

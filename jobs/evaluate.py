@@ -122,11 +122,9 @@ def prepare(inputs: dict[str, str], config: EvaluateConfig) -> Prepared:
         (shard,) = task.items
         samples, truths = [], {}
         for sample in images.samples(shard):
-            try:
+            with policy.guard(sample["__key__"], f"{images.storage.uri}/{shard}"):
                 truths[sample["__key__"]] = truth_record(sample)
                 samples.append(sample)
-            except (KeyError, TypeError, ValueError) as e:
-                policy.record(sample["__key__"], f"{images.storage.uri}/{shard}", e)
 
         def compute(pixels):  # (B, 3, H, W) RGB in [0, 255]
             return [{"found": d} for d in detect(model, pixels / 255)]

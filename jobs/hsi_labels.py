@@ -163,10 +163,8 @@ def prepare(inputs: dict[str, str], config: HSILabelsConfig) -> Prepared:
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         samples = []
         for item in task.items:
-            try:
+            with policy.guard(item["key"], f"{salicon.uri}/{item['image']}"):
                 samples.extend(_samples(item, salicon, coco, ids, config))
-            except (ValueError, FileNotFoundError) as e:
-                policy.record(item["key"], f"{salicon.uri}/{item['image']}", e)
         return samples
 
     digests = {

@@ -265,10 +265,8 @@ def prepare(inputs: dict[str, str], config: IngestConfig) -> Prepared:
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         samples = []
         for item in task.items:
-            try:
+            with policy.guard(item["id"], _source(item, images, masks)):
                 samples.append(_sample(item, images, masks, config, synthetic))
-            except (ValueError, FileNotFoundError) as e:
-                policy.record(item["id"], _source(item, images, masks), e)
         return samples
 
     digests = {"images": {"uri": images.uri, "digest": listing_digest(image_keys)}}
@@ -339,10 +337,8 @@ def _hsb_prepare(images: Storage, keys: list[str], masks: Storage | None, config
     def process(task: ShardTask, policy: ErrorPolicy) -> list[dict]:
         samples = []
         for item in task.items:
-            try:
+            with policy.guard(item["key"], _uri(images, item["image"] or config.manifest)):
                 samples.append(_hsb_sample(item, images, config))
-            except (ValueError, FileNotFoundError) as e:
-                policy.record(item["key"], _uri(images, item["image"] or config.manifest), e)
         return samples
 
     digests = {"images": {"uri": images.uri, "digest": listing_digest(keys)}}

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ from saliencylab.manifests import (
 )
 from saliencylab.progress import Progress
 from saliencylab.shards import shard_name, write_shard
-from saliencylab.storage import Storage
+from saliencylab.storage import Storage, StorageError
 
 RUN_KEY = "_run.json"
 PARTS_PREFIX = "_parts"
@@ -118,6 +119,18 @@ class ErrorPolicy:
 
     def __post_init__(self) -> None:
         check_error_policy(self.mode)
+
+    @contextmanager
+    def guard(self, key: str, source: str) -> Iterator[None]:
+        """Run one item's work; any error it raises goes to `record`, so one bad item never ends a run
+        with a traceback. Run-wide failures pass through: a StageError, and a StorageError (an
+        outage must stop the run for a rerun to resume, not quarantine every item it touches)."""
+        try:
+            yield
+        except (StageError, StorageError):
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever one item raises is that item's problem
+            self.record(key, source, error)
 
     def record(self, key: str, source: str, error: Exception) -> None:
         message = f"{type(error).__name__}: {error}"

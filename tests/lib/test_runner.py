@@ -12,7 +12,7 @@ import pytest
 from saliencylab import __version__
 from saliencylab.artifacts import open_artifact
 from saliencylab.runner import ErrorPolicy, RunRequest, ShardSelection, StageError, merge, plan_tasks, run_stage
-from saliencylab.storage import LocalStorage
+from saliencylab.storage import LocalStorage, StorageError
 
 CALLS: list[str] = []
 
@@ -244,3 +244,29 @@ def test_an_invalid_error_policy_is_refused_before_anything_is_written(tmp_path)
     with pytest.raises(ValueError, match=r"--on-error must be one of \('fail', 'skip'\), got 'ignore'"):
         run_stage(LocalStorage(tmp_path / "out"), _request(), _process, on_error="ignore")
     assert not (tmp_path / "out").exists()
+
+
+def _guarded(policy: ErrorPolicy, error: Exception) -> list[str]:
+    done = []
+    for key in ("a", "b", "c"):
+        with policy.guard(key, f"shard/{key}"):
+            if key == "b":
+                raise error
+            done.append(key)
+    return done
+
+
+def test_guard_quarantines_an_unexpected_error_type_and_the_run_goes_on():
+    policy = ErrorPolicy("skip", shard="shard-000000.tar")
+    assert _guarded(policy, RuntimeError("cuDNN refused this input")) == ["a", "c"]
+    (record,) = policy.quarantined
+    assert (record.key, record.source, record.error) == ("b", "shard/b", "RuntimeError: cuDNN refused this input")
+
+
+def test_guard_names_the_item_under_fail_and_lets_run_wide_errors_through():
+    with pytest.raises(StageError, match=r"item 'b' from shard/b: error: bad chunk"):
+        _guarded(ErrorPolicy("fail"), __import__("struct").error("bad chunk"))
+    policy = ErrorPolicy("skip")
+    with pytest.raises(StorageError, match="endpoint not reachable"):
+        _guarded(policy, StorageError("endpoint not reachable"))
+    assert policy.quarantined == []
