@@ -129,21 +129,15 @@ def prepare(inputs: dict[str, str], config: CompareConfig) -> Prepared:
             if key not in targets or target_field not in targets[key]:
                 statuses[key] = {"status": "missing_target"}
                 continue
-            try:
+            with policy.guard(key, f"{pred.storage.uri}/{shard}"):
                 p = as_map(sample, pred_field)
-            except ValueError as e:
-                policy.record(key, f"{pred.storage.uri}/{shard}", e)
-                continue
-            try:
-                t = as_map(targets[key], target_field)
-            except ValueError as e:
-                policy.record(key, f"{target.storage.uri}/{target_shards[key]}", e)
-                continue
-            if config.grid == "target":
-                p = resize_to(p[None], tuple(t.shape))[0]
-            else:
-                t = resize_to(t[None], tuple(p.shape))[0]
-            pairs.append((key, p, t))
+                with policy.guard(key, f"{target.storage.uri}/{target_shards[key]}"):
+                    t = as_map(targets[key], target_field)
+                    if config.grid == "target":
+                        p = resize_to(p[None], tuple(t.shape))[0]
+                    else:
+                        t = resize_to(t[None], tuple(p.shape))[0]
+                    pairs.append((key, p, t))
         statuses.update(_pair_results(pairs, config))
         return [{"__key__": k, "metrics.json": statuses[k]} for k in sorted(statuses)]
 

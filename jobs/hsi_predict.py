@@ -206,17 +206,14 @@ def prepare(inputs: dict[str, str], config: HSIPredictConfig) -> Prepared:
             key = sample["__key__"]
             if loaded.held_out is not None and key not in loaded.held_out:
                 continue  # a training image of the fold: its score would not be held out
-            try:
+            with policy.guard(key, source):
                 if not isinstance(sample.get("meta.json"), dict) or np.ndim(sample.get("image.png")) != 3:
                     raise ValueError("the sample needs an RGB image.png and a meta.json")
                 label = sample["meta.json"].get(config.label_field)
                 if label is None:
                     continue  # an unlabelled (passive) sample: nothing to explain
                 (prompt,), _ = model.tokens([label])  # names a bad label (empty, too long) before it joins a batch
-            except ValueError as e:
-                policy.record(key, source, e)
-                continue
-            todo.append({"__key__": key, "image.png": sample["image.png"], "label": label, "prompt": prompt})
+                todo.append({"__key__": key, "image.png": sample["image.png"], "label": label, "prompt": prompt})
         out = []
         for start in range(0, len(todo), config.batch_size):
             batch = todo[start : start + config.batch_size]

@@ -124,15 +124,12 @@ def prepare(inputs: dict[str, str], config: InpaintConfig) -> Prepared:
         out: dict[str, dict] = {}
         pending = []
         for raw in samples:
-            try:
+            with policy.guard(raw["__key__"], source):
                 changed = _changed_item(raw, source)
-            except ValueError as e:
-                policy.record(raw["__key__"], source, e)
-                continue
-            if changed is None:
-                out[raw["__key__"]] = raw  # byte-identical pass-through
-            else:
-                pending.append((raw, *changed))
+                if changed is None:
+                    out[raw["__key__"]] = raw  # byte-identical pass-through
+                else:
+                    pending.append((raw, *changed))
         results = inpaint_images([item for _, item, _, _ in pending], settings, config.seed, config.batch_size, device)
         for (raw, item, image, meta), result in zip(pending, results):
             meta = {**meta, "inpaint": _record(config, result)}

@@ -185,7 +185,7 @@ def prepare(inputs: dict[str, str], config: XAIConfig) -> Prepared:
         todo = []
         for sample in images.samples(shard):
             key = sample["__key__"]
-            try:
+            with policy.guard(key, source):
                 if np.ndim(sample.get("image.png")) != 3 or np.shape(sample["image.png"])[2] != 3:
                     raise ValueError("the sample needs an RGB image.png")
                 meta = sample.get("meta.json") if isinstance(sample.get("meta.json"), dict) else {}
@@ -197,10 +197,7 @@ def prepare(inputs: dict[str, str], config: XAIConfig) -> Prepared:
                     if label is None:
                         raise ValueError(f"meta.json has no {config.label_field!r} to take the target class from (or use --target top)")
                     item["class_index"] = labels.class_index(label)
-            except ValueError as e:
-                policy.record(key, source, e)
-                continue
-            todo.append(item)
+                todo.append(item)
         return [o for start in range(0, len(todo), config.batch_size) for o in explain_batch(todo[start : start + config.batch_size])]
 
     warnings = list(images.manifest.warnings)
