@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 from saliencylab.config import resolve_config
 from saliencylab.manifests import Manifest
 from saliencylab.pipeline import Step, check_order
+from saliencylab.progress import Progress
 from saliencylab.storage import join_uri
 
 from jobs.common import Job, execute
@@ -20,11 +22,19 @@ def job_for(stage: str) -> Job:
     return importlib.import_module(get_stage(stage).module).JOB
 
 
-def run_steps(steps: tuple[Step, ...], root: str, externals: dict[str, str], force: bool = False) -> dict[str, Manifest]:
+def run_steps(
+    steps: tuple[Step, ...],
+    root: str,
+    externals: dict[str, str],
+    force: bool = False,
+    progress: Callable[[Step], Progress] | None = None,
+) -> dict[str, Manifest]:
     """Run `steps` under the run root `root`; `externals` resolves `@name` inputs. Returns each step's manifest.
 
     Every step's parameters are resolved before the first step runs, so a bad value stops the
-    run before anything is written.
+    run before anything is written. `progress`, if given, makes each step's progress reporter
+    (called as the step starts; bench/bench_study.py times the steps with it); default: the
+    stage's own bar or JSON lines.
     """
     check_order(steps)
     configs = [resolve_config(job_for(step.stage).config_cls, step.params) for step in steps]
@@ -41,5 +51,6 @@ def run_steps(steps: tuple[Step, ...], root: str, externals: dict[str, str], for
                 inputs[name] = join_uri(root, source)
         output = join_uri(root, step.name)
         print(f"[{number}/{len(steps)}] {step.stage} -> {output}", file=sys.stderr)
-        manifests[step.name] = execute(job, inputs, output, config, force=force, shown=shown)
+        reporter = progress(step) if progress else None
+        manifests[step.name] = execute(job, inputs, output, config, force=force, progress=reporter, shown=shown)
     return manifests
