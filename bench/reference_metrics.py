@@ -64,12 +64,17 @@ def top_count(n_pixels: int, fraction: float) -> int:
 
 
 def paper_top_set(x: np.ndarray, fraction: float) -> np.ndarray:
-    """Paper A: keep pixels at or above the map's own linear (1 − fraction) quantile."""
+    """Paper A: keep pixels at or above the map's own linear (1 − fraction) quantile.
+
+    In float64 whatever x's dtype (NumPy would interpolate a float32 map's quantile in float32).
+    """
+    x = np.asarray(x, dtype=np.float64)
     return x >= np.quantile(x, 1.0 - fraction)
 
 
 def exact_top_set(x: np.ndarray, fraction: float) -> np.ndarray:
     """Tie-robust soft top set: 1 above the k-th largest value, ties share the remaining mass."""
+    x = np.asarray(x, dtype=np.float64)
     k = top_count(x.size, fraction)
     kth = np.partition(x.ravel(), x.size - k)[x.size - k]  # the k-th largest value
     above = x > kth
@@ -95,17 +100,21 @@ def collapses(x: np.ndarray, fraction: float = 0.1) -> bool:
 
 
 def compare_maps(pred: np.ndarray, target: np.ndarray, fraction: float = 0.1) -> dict[str, float | bool]:
-    """The `compare` suite for one pair: every metric on min-max scaled maps, plus the flags."""
+    """The `compare` suite for one pair: every metric on min-max scaled maps, plus the flags.
+
+    The top sets (IoUs, collapse flags) are taken on the raw maps: min-max scaling keeps the
+    order of the values but its rounding can merge neighbours into a tie.
+    """
     p, t = minmax(pred), minmax(target)
     return {
         "mae": mae(p, t),
-        "iou_paper": iou_paper(p, t, fraction),
-        "iou_exact": iou_exact(p, t, fraction),
+        "iou_paper": iou_paper(pred, target, fraction),
+        "iou_exact": iou_exact(pred, target, fraction),
         "cc": cc(p, t),
         "kldiv": kldiv(p, t),
         "sim": sim(p, t),
-        "pred_degenerate": collapses(p, fraction),
-        "target_degenerate": collapses(t, fraction),
+        "pred_degenerate": collapses(pred, fraction),
+        "target_degenerate": collapses(target, fraction),
         "pred_constant": bool(pred.min() == pred.max()),
         "target_constant": bool(target.min() == target.max()),
     }
@@ -136,14 +145,16 @@ def _roc_area(points: list[tuple[float, float]]) -> float:
 
 
 def auc_judd(s: np.ndarray, fixations: np.ndarray) -> float:
-    """ROC through one point per distinct fixated value (descending), counting S ≥ t exactly."""
-    positive = s[fixations > 0]
-    negative = s[fixations <= 0]
-    points = [(0.0, 0.0)]
-    for t in np.unique(positive)[::-1]:
-        points.append((np.mean(negative >= t), np.mean(positive >= t)))
-    points.append((1.0, 1.0))
-    return _roc_area(points)
+    """ROC through one point per distinct fixated value (descending), counting S ≥ t exactly.
+
+    The counts come from sorting: #values ≥ t = size − (index of the first value ≥ t).
+    """
+    positive = np.sort(s[fixations > 0].astype(np.float64))
+    negative = np.sort(s[fixations <= 0].astype(np.float64))
+    thresholds = np.unique(positive)[::-1]
+    false_alarms = (negative.size - np.searchsorted(negative, thresholds, side="left")) / negative.size
+    hits = (positive.size - np.searchsorted(positive, thresholds, side="left")) / positive.size
+    return _roc_area([(0.0, 0.0), *zip(false_alarms, hits), (1.0, 1.0)])
 
 
 def auc_shuffled(s: np.ndarray, fixations: np.ndarray, other_fixations: np.ndarray) -> float:

@@ -165,8 +165,9 @@ def test_bad_fixation_maps_are_refused():
 
 @pytest.mark.parametrize("maps_per_chunk", [1, 2, 5])
 def test_aucs_do_not_depend_on_the_chunking(monkeypatch, maps_per_chunk):
+    # the torch path (used off the CPU) sorts chunks of rows; the CPU kernels do not chunk
     s, f, o = random_maps(5, seed=7), random_fixations(5, seed=8), random_fixations(5, seed=9)
-    whole = auc_judd(s, f), auc_shuffled(s, f, o)
+    whole = auc.auc_judd_torch(s, f), auc.auc_shuffled_torch(s, f, o)
     monkeypatch.setattr(auc, "CHUNK_PIXELS", maps_per_chunk * s[0].numel())
-    chunked = auc_judd(s, f), auc_shuffled(s, f, o)
+    chunked = auc.auc_judd_torch(s, f), auc.auc_shuffled_torch(s, f, o)
     assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])

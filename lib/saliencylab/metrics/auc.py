@@ -6,19 +6,28 @@ trapezoid rule. Positives are the fixated pixels of the fixation map (each pixel
 the MIT benchmark's binary maps). Ties are handled exactly and deterministically: every
 threshold counts all pixels tied at it, so there is no random jitter (the MIT code adds
 rand/1e7 to break ties, which makes its scores vary from run to run). Inputs are not modified;
-outputs are (B,) tensors in the saliency map's dtype on its device. Maps are scored in chunks of
-rows holding at most `CHUNK_PIXELS` pixels, which bounds the working memory (about a dozen
-(rows, H·W) tensors, ~400 MB) whatever the batch size; results do not depend on the chunking.
+outputs are (B,) tensors in the saliency map's dtype on its device.
+
+Two implementations, equal to rounding (~1e-16 in float64) and tested against each other:
+- on CPU, the numba kernels of `saliencylab.metrics.fixation_kernels`: thresholds only at the
+  few fixated values, one filing pass over the pixels (AUC-Judd) or a merge of the few
+  positives and negatives (shuffled AUC), rows in parallel, float64 accumulation;
+- on other devices (CUDA), `auc_judd_torch` / `auc_shuffled_torch`: a full sort of every map
+  in the input dtype, in chunks of rows holding at most `CHUNK_PIXELS` pixels, which bounds
+  the working memory (about a dozen (rows, H·W) tensors, ~400 MB) whatever the batch size;
+  results do not depend on the chunking.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from saliencylab.metrics.inputs import batch_indices, check_fixations, check_maps, value_range
+from saliencylab.metrics import fixation_kernels
+from saliencylab.metrics.inputs import batch_indices, check_fixations, check_maps, fixation_mask, value_range
 
 CHUNK_PIXELS = 2**22  # pixels per chunk of rows (16 maps of 512²)
 
@@ -47,12 +56,36 @@ def auc_judd(saliency: Tensor, fixations: Tensor) -> Tensor:
             fixated or no non-fixated pixel (batch indices listed).
     """
     check_maps(saliency=saliency)
+    if saliency.device.type != "cpu":
+        return auc_judd_torch(saliency, fixations)
+    fixated = fixation_mask(fixations, saliency, "fixations")
+    n = fixated.shape[1] * fixated.shape[2]
+
+    def refuse_unscorable(counts: np.ndarray) -> None:
+        fixation_kernels.unfixated_refusal("fixations")(counts)
+        _refuse_full(torch.from_numpy(counts == n))
+
+    refusals = (fixation_kernels.non_finite_refusal(saliency, "saliency"), refuse_unscorable)
+    return fixation_kernels.run_rows(fixation_kernels.judd_rows, saliency, fixated, refusals=refusals)
+
+
+def auc_judd_torch(saliency: Tensor, fixations: Tensor) -> Tensor:
+    """`auc_judd` with batched torch operations (a full sort per map) in the input dtype, on any device.
+
+    `auc_judd` uses it off the CPU; on CPU it is the second implementation that the tests compare
+    the kernels with. Arguments, results and errors as `auc_judd`.
+    """
+    check_maps(saliency=saliency)
     value_range(saliency, "saliency")
     fixated = check_fixations(fixations, saliency, "fixations")
-    full = fixated.flatten(1).all(dim=1)
+    _refuse_full(fixated.flatten(1).all(dim=1))
+    return _by_chunks(_judd_rows, saliency.flatten(1), fixated.flatten(1))
+
+
+def _refuse_full(full: Tensor) -> None:
+    """Raise ValueError naming the batch indices where the (B,) bool `full` marks a map with every pixel fixated."""
     if bool(full.any()):
         raise ValueError(f"fixations leave no non-fixated pixel (negative) at batch indices {batch_indices(full)}")
-    return _by_chunks(_judd_rows, saliency.flatten(1), fixated.flatten(1))
 
 
 def _judd_rows(scores: Tensor, fixated: Tensor) -> Tensor:
@@ -91,6 +124,25 @@ def auc_shuffled(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -
     Raises:
         TypeError, ValueError: wrong type, dtype, shape or device; NaN or ±inf; a map with no
             fixated pixel in either fixation map (batch indices listed).
+    """
+    check_maps(saliency=saliency)
+    if saliency.device.type != "cpu":
+        return auc_shuffled_torch(saliency, fixations, other_fixations)
+    fixated = fixation_mask(fixations, saliency, "fixations")
+    others = fixation_mask(other_fixations, saliency, "other_fixations")
+    refusals = (
+        fixation_kernels.non_finite_refusal(saliency, "saliency"),
+        fixation_kernels.unfixated_refusal("fixations"),
+        fixation_kernels.unfixated_refusal("other_fixations"),
+    )
+    return fixation_kernels.run_rows(fixation_kernels.shuffled_rows, saliency, fixated, others, refusals=refusals)
+
+
+def auc_shuffled_torch(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -> Tensor:
+    """`auc_shuffled` with batched torch operations (a full sort per map) in the input dtype, on any device.
+
+    `auc_shuffled` uses it off the CPU; on CPU it is the second implementation that the tests
+    compare the kernels with. Arguments, results and errors as `auc_shuffled`.
     """
     check_maps(saliency=saliency)
     value_range(saliency, "saliency")

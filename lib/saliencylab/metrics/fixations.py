@@ -5,6 +5,11 @@ fixated when its value is positive (bool, 0/1 or counts) and counts once however
 fixations land on it, as in the MIT benchmark's binary maps (pysaliency averages over
 fixations instead, so duplicates weigh more there). Every function returns a (B,) tensor in
 the saliency map's dtype on its device and never modifies its inputs.
+
+Two implementations of each, equal to rounding and tested against each other: on CPU the
+numba kernels of `saliencylab.metrics.fixation_kernels` (one fused pass per map, float64
+accumulation, rows in parallel); on other devices (CUDA) `nss_torch` and
+`information_gain_torch`, batched tensor operations in the input dtype.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from saliencylab.metrics.inputs import check_fixations, check_maps, value_range
+from saliencylab.metrics import fixation_kernels
+from saliencylab.metrics.inputs import check_finite_range, check_fixations, check_maps, fixation_mask, row_range, value_range
 from saliencylab.metrics.maps import KL_EPS
 from saliencylab.metrics.normalise import density, minmax_from_range
 
@@ -36,6 +42,20 @@ def nss(saliency: Tensor, fixations: Tensor) -> Tensor:
     Raises:
         TypeError, ValueError: wrong type, dtype, shape or device; NaN or ±inf; a map without
             fixations (batch indices listed).
+    """
+    check_maps(saliency=saliency)
+    if saliency.device.type != "cpu":
+        return nss_torch(saliency, fixations)
+    fixated = fixation_mask(fixations, saliency, "fixations")
+    refusals = (fixation_kernels.non_finite_refusal(saliency, "saliency"), fixation_kernels.unfixated_refusal("fixations"))
+    return fixation_kernels.run_rows(fixation_kernels.nss_rows, saliency, fixated, refusals=refusals)
+
+
+def nss_torch(saliency: Tensor, fixations: Tensor) -> Tensor:
+    """`nss` with batched torch operations in the input dtype, on any device.
+
+    `nss` uses it off the CPU; on CPU it is the second implementation that the tests compare the
+    kernels with. Arguments, results and errors as `nss`.
     """
     check_maps(saliency=saliency)
     lo, hi = value_range(saliency, "saliency")
@@ -76,14 +96,47 @@ def information_gain(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> T
         TypeError, ValueError: wrong type, dtype, shape or device; NaN or ±inf; a map without
             fixations (batch indices listed).
     """
-    if isinstance(baseline, Tensor) and baseline.ndim == 2 and isinstance(saliency, Tensor) and saliency.ndim == 3:
-        baseline = baseline.expand(saliency.shape[0], -1, -1)  # a view: the shared map is not copied
-    check_maps(saliency=saliency, baseline=baseline)
+    own, expanded = _checked_baseline(saliency, baseline)
+    if saliency.device.type != "cpu":
+        return information_gain_torch(saliency, fixations, baseline)
+    fixated = fixation_mask(fixations, saliency, "fixations")
+    refusals = (
+        fixation_kernels.non_finite_refusal(saliency, "saliency"),
+        fixation_kernels.non_finite_refusal(expanded, "baseline"),
+        fixation_kernels.unfixated_refusal("fixations"),
+    )
+    return fixation_kernels.run_rows(fixation_kernels.information_gain_rows, saliency, fixated, own, refusals=refusals)
+
+
+def information_gain_torch(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> Tensor:
+    """`information_gain` with batched torch operations in the input dtype, on any device.
+
+    A shared (H, W) baseline is normalised once and broadcast over the batch, never copied per
+    map. `information_gain` uses this off the CPU; on CPU it is the second implementation that
+    the tests compare the kernels with. Arguments, results and errors as `information_gain`.
+    """
+    own, expanded = _checked_baseline(saliency, baseline)
     s_unit = minmax_from_range(saliency, *value_range(saliency, "saliency"))
-    b_unit = minmax_from_range(baseline, *value_range(baseline, "baseline"))
+    b_lo, b_hi = row_range(own.flatten(1))
+    check_finite_range(b_lo.expand(expanded.shape[0]), b_hi.expand(expanded.shape[0]), "baseline")
+    b_unit = minmax_from_range(own, b_lo, b_hi)  # (1, H, W) when shared
     fixated = check_fixations(fixations, saliency, "fixations")
     gain = torch.log2(density(s_unit, out=s_unit).add_(KL_EPS)).sub_(torch.log2(density(b_unit, out=b_unit).add_(KL_EPS)))
     return _mean_at(gain, fixated)
+
+
+def _checked_baseline(saliency: Tensor, baseline: Tensor) -> tuple[Tensor, Tensor]:
+    """Check saliency and baseline; return the baseline as (B | 1, H, W) and as a (B, H, W) view.
+
+    A shared (H, W) baseline is checked as its expanded view (a view: nothing is copied), so
+    errors read as for a per-map baseline.
+    """
+    own = baseline
+    if isinstance(baseline, Tensor) and baseline.ndim == 2 and isinstance(saliency, Tensor) and saliency.ndim == 3:
+        own = baseline[None]
+        baseline = baseline.expand(saliency.shape[0], -1, -1)
+    check_maps(saliency=saliency, baseline=baseline)
+    return own, baseline
 
 
 def _mean_at(values: Tensor, fixated: Tensor) -> Tensor:

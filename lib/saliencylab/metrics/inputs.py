@@ -99,6 +99,20 @@ def check_fixations(fixations: Tensor, like: Tensor, name: str) -> Tensor:
         ValueError: its shape or device differs from `like`, it holds negative or non-finite
             values, or some map has no fixated pixel (batch indices listed).
     """
+    fixated = fixation_mask(fixations, like, name)
+    refuse_unfixated(~fixated.flatten(1).any(dim=1), name)
+    return fixated
+
+
+def refuse_unfixated(empty: Tensor, name: str) -> None:
+    """Raise ValueError naming the batch indices where the (B,) bool `empty` marks a map without fixated pixel."""
+    if bool(empty.any()):
+        raise ValueError(f"{name} has no fixated pixel at batch indices {batch_indices(empty)}")
+
+
+def fixation_mask(fixations: Tensor, like: Tensor, name: str) -> Tensor:
+    """`check_fixations` without the check that every map has a fixated pixel, for callers that
+    count the fixated pixels anyway (the CPU kernels) and then call `refuse_unfixated`."""
     if not isinstance(fixations, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(fixations).__name__}")
     if fixations.shape != like.shape:
@@ -113,9 +127,6 @@ def check_fixations(fixations: Tensor, like: Tensor, name: str) -> Tensor:
         if bool((fixations < 0).any()):
             raise ValueError(f"{name} must be non-negative (a binary map or fixation counts)")
         fixated = fixations > 0
-    empty = ~fixated.flatten(1).any(dim=1)
-    if bool(empty.any()):
-        raise ValueError(f"{name} has no fixated pixel at batch indices {batch_indices(empty)}")
     return fixated
 
 

@@ -10,6 +10,15 @@ collapses to the whole image, so IoU = |other top set| / (H·W) (0.10000229 at 5
 of mass exactly k with a deterministic, order-free tie rule (research notes §5.4): pixels
 above the k-th largest value get membership 1, pixels equal to it share the remaining mass
 equally, and IoU = Σ min(a, b) / Σ max(a, b). Without ties both modes agree.
+
+Precision: the quantile is interpolated in float64 between the two order statistics around the
+cut (exact values of the map) and every value is compared with it as a float64, whatever the
+input dtype: the paper set of a float32 map is the set of `x64 >= np.percentile(x64, 90)` with
+x64 = x.astype(np.float64), the same as for that map stored in float64. (NumPy on a float32
+array interpolates and rounds the threshold in float32, which can put it on the lower order
+statistic and add that value's whole tie group to the set.) Since no value lies strictly
+between the two order statistics, the set is x ≥ `cut`, one of them, compared in the input
+dtype. All sums and ratios of both modes are computed in float64 and rounded once.
 """
 
 from __future__ import annotations
@@ -30,8 +39,8 @@ class TopStats(NamedTuple):
     """Order statistics of a batch of maps that both IoU modes need, from one selection per map."""
 
     k: int  # pixels in the top set when values are distinct (the same for every map)
-    threshold: Tensor  # (B,) paper A's threshold: the linear (1 − fraction) quantile
-    kth: Tensor  # (B,) the k-th largest value
+    cut: Tensor  # (B,) input dtype: the smallest map value ≥ paper A's threshold (the linear quantile)
+    kth: Tensor  # (B,) input dtype: the k-th largest value
 
 
 def top_quantile(n: int, fraction: float) -> tuple[int, float, int]:
@@ -47,22 +56,25 @@ def top_quantile(n: int, fraction: float) -> tuple[int, float, int]:
 
 
 def top_stats(flat: Tensor, fraction: float) -> TopStats:
-    """Paper threshold and k-th largest value of each row of a (B, H·W) tensor.
+    """Paper cut and k-th largest value of each row of a (B, H·W) tensor.
 
     The quantile follows NumPy's default (`method="linear"`) bit for bit (`top_quantile`),
-    with NumPy's two-sided lerp (from the upper value when g ≥ 0.5).
+    with NumPy's two-sided lerp (from the upper value when g ≥ 0.5), computed in float64.
     """
     lower, weight, k = top_quantile(flat.shape[1], fraction)
     below, above = order_statistics(flat, lower)
-    diff = above - below
-    threshold = above - diff * (1.0 - weight) if weight >= 0.5 else below + diff * weight
+    below64, above64 = below.to(torch.float64), above.to(torch.float64)
+    diff = above64 - below64
+    threshold = above64 - diff * (1.0 - weight) if weight >= 0.5 else below64 + diff * weight
+    # below ≤ threshold ≤ above and no value lies strictly between them
+    cut = torch.where(threshold > below64, above, below)
     kth = above if weight > 0 else below
-    return TopStats(k, threshold, kth)
+    return TopStats(k, cut, kth)
 
 
 def paper_sets(flat: Tensor, stats: TopStats) -> Tensor:
-    """Paper A's top sets: bool (B, H·W), true where x ≥ its map's threshold."""
-    return flat >= stats.threshold[:, None]
+    """Paper A's top sets: bool (B, H·W), true where x ≥ its map's threshold (x ≥ cut)."""
+    return flat >= stats.cut[:, None]
 
 
 def soft_sets(flat: Tensor, stats: TopStats) -> Tensor:
@@ -72,7 +84,7 @@ def soft_sets(flat: Tensor, stats: TopStats) -> Tensor:
     above = flat > kth
     equal = flat == kth
     # equal holds at least the k-th largest pixel, so the division is safe
-    share = (stats.k - count(above)).to(flat.dtype) / count(equal).to(flat.dtype)
+    share = ((stats.k - count(above)).to(torch.float64) / count(equal).to(torch.float64)).to(flat.dtype)
     return torch.where(above, 1.0, torch.where(equal, share[:, None], 0.0))
 
 
@@ -82,8 +94,8 @@ def top_set(x: Tensor, fraction: float = 0.1, mode: str = "exact") -> Tensor:
     Args:
         x: (B, H, W) float32/float64 maps, finite. Not modified.
         fraction: share of pixels in the top set, in (0, 1]; 0.1 is paper A's "top 90 %".
-        mode: "paper" — 1.0 where x ≥ the map's linear (1 − fraction) quantile (np.percentile),
-            else 0.0; "exact" — the tie-robust soft membership (module docstring), summing to
+        mode: "paper" — 1.0 where x ≥ the map's linear (1 − fraction) quantile (np.percentile,
+            interpolated in float64), else 0.0; "exact" — the tie-robust soft membership (module docstring), summing to
             k = H·W − ⌈(1 − fraction)(H·W − 1)⌉ per map.
 
     Returns:
@@ -158,7 +170,7 @@ def top_set_is_degenerate(x: Tensor, fraction: float = 0.1) -> Tensor:
     check_maps(x=x)
     lo, _ = value_range(x, "x")
     flat = x.flatten(1)
-    return top_stats(flat, check_fraction(fraction)).threshold <= lo
+    return top_stats(flat, check_fraction(fraction)).cut <= lo
 
 
 def paper_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats) -> tuple[Tensor, Tensor, Tensor]:
@@ -169,13 +181,15 @@ def paper_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopSta
         stats_a, stats_b: their `top_stats`.
 
     Returns:
-        (iou, size_a, size_b): iou (B,) in flat_a's dtype; sizes (B,) int64 (n for a collapsed set).
+        (iou, size_a, size_b): iou (B,) in flat_a's dtype (the float64 ratio rounded once); sizes
+        (B,) int64 (n for a collapsed set).
     """
     set_a = paper_sets(flat_a, stats_a)
     set_b = paper_sets(flat_b, stats_b)
     size_a, size_b = count(set_a), count(set_b)
     inter = count(set_a.logical_and_(set_b))  # sets are never empty: the union is positive
-    return inter.to(flat_a.dtype) / (size_a + size_b - inter).to(flat_a.dtype), size_a, size_b
+    iou = inter.to(torch.float64) / (size_a + size_b - inter).to(torch.float64)
+    return iou.to(flat_a.dtype), size_a, size_b
 
 
 def exact_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopStats) -> Tensor:
@@ -191,9 +205,9 @@ def exact_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopSta
         stats_a, stats_b: their `top_stats`.
 
     Returns:
-        (B,) in flat_a's dtype.
+        (B,) in flat_a's dtype (computed in float64, rounded once).
     """
-    dtype = flat_a.dtype
+    dtype = torch.float64
     above_a, equal_a = flat_a > stats_a.kth[:, None], flat_a == stats_a.kth[:, None]
     above_b, equal_b = flat_b > stats_b.kth[:, None], flat_b == stats_b.kth[:, None]
     # each E holds at least its k-th largest pixel, so the divisions are safe
@@ -209,7 +223,7 @@ def exact_iou(flat_a: Tensor, flat_b: Tensor, stats_a: TopStats, stats_b: TopSta
         + share_a * joint(equal_a, above_b)
         + torch.minimum(share_a, share_b) * joint(equal_a, equal_b)
     )
-    return overlap / (2 * stats_a.k - overlap)
+    return (overlap / (2 * stats_a.k - overlap)).to(flat_a.dtype)
 
 
 def _check_mode(mode: str) -> None:

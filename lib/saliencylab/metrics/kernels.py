@@ -253,39 +253,40 @@ def order_statistics(rows, rank):
 @njit(**OPTIONS)
 def _summary(row, rank, upper, weight, buffer, at_or_below):
     """Per-map constants of the fused pass: (low, scale, mean, density scale, density offset,
-    paper threshold, k-th largest, tied), the thresholds on the min-max scaled map; `tied` when
-    the two order statistics around the cut are equal."""
+    paper cut, k-th largest, tied). The cut and the k-th largest value are values of the row
+    itself (the top sets are taken on the raw map, as `saliencylab.metrics.iou`); `tied` when the
+    two order statistics around the cut are equal."""
     n = row.size
     cuts = _cuts(row, rank, upper, buffer)
     low, high, total, below = _scan(row, cuts, at_or_below)
     lower_value, upper_value = _resolve(row, rank, upper, cuts, below, at_or_below, buffer)
     span = high - low
     scale = 1.0 / span if span > 0 else 0.0  # a constant map scales to zeros
-    scaled_lower = (lower_value - low) * scale
-    scaled_upper = (upper_value - low) * scale
-    difference = scaled_upper - scaled_lower
-    # NumPy's linear quantile, lerp taken from the nearer end (as saliencylab.metrics.iou.top_stats)
+    difference = upper_value - lower_value
+    # NumPy's linear quantile in float64, lerp from the nearer end (as saliencylab.metrics.iou.top_stats);
+    # no value lies strictly between the order statistics, so x ≥ threshold is x ≥ cut
     if weight >= 0.5:
-        threshold = scaled_upper - difference * (1.0 - weight)
+        threshold = upper_value - difference * (1.0 - weight)
     else:
-        threshold = scaled_lower + difference * weight
-    kth = scaled_upper if weight > 0 else scaled_lower
-    tied = scaled_lower == scaled_upper  # the cut likely splits a tie: the exact top set will differ
+        threshold = lower_value + difference * weight
+    cut = upper_value if threshold > lower_value else lower_value
+    kth = upper_value if weight > 0 else lower_value
+    tied = lower_value == upper_value  # the cut likely splits a tie: the exact top set will differ
     scaled_sum = (total - n * low) * scale
     if span > 0:
-        return low, scale, scaled_sum / n, 1.0 / scaled_sum, 0.0, threshold, kth, tied
-    return low, scale, 0.0, 0.0, 1.0 / n, threshold, kth, tied  # zeros become the uniform density
+        return low, scale, scaled_sum / n, 1.0 / scaled_sum, 0.0, cut, kth, tied
+    return low, scale, 0.0, 0.0, 1.0 / n, cut, kth, tied  # zeros become the uniform density
 
 
 @njit(fastmath=FAST, **OPTIONS)
-def _count_exact(p, t, p_low, p_scale, p_kth, t_low, t_scale, t_kth, counts):
+def _count_exact(p, t, p_kth, t_kth, counts):
     """Add to counts (int64[8]) the pixels of one pair (or block) above / equal to each map's k-th
     largest value, alone and jointly: p above, p equal, t above, t equal, then the four joint counts."""
     p_above = p_equal = t_above = t_equal = 0
     above_above = above_equal = equal_above = equal_equal = 0
     for j in range(p.size):
-        x = (np.float64(p[j]) - p_low) * p_scale
-        y = (np.float64(t[j]) - t_low) * t_scale
+        x = np.float64(p[j])
+        y = np.float64(t[j])
         a_p = x > p_kth
         e_p = x == p_kth
         a_t = y > t_kth
@@ -341,10 +342,10 @@ def compare_rows(pred, target, rank, weight, k):
         p, t = pred[i], target[i]
         buffer = np.empty(n)
         at_or_below = np.empty(CUTS + 1, dtype=np.int64)
-        p_low, p_scale, p_mean, p_density, p_offset, p_threshold, p_kth, p_tied = _summary(
+        p_low, p_scale, p_mean, p_density, p_offset, p_cut, p_kth, p_tied = _summary(
             p, rank, upper, weight, buffer, at_or_below
         )
-        t_low, t_scale, t_mean, t_density, t_offset, t_threshold, t_kth, t_tied = _summary(
+        t_low, t_scale, t_mean, t_density, t_offset, t_cut, t_kth, t_tied = _summary(
             t, rank, upper, weight, buffer, at_or_below
         )
         # exact-IoU counts join the pass when a tie at a cut is likely, else a second pass runs if needed
@@ -379,13 +380,13 @@ def compare_rows(pred, target, rank, weight, k):
             for j in range(width):
                 divergence += densities[j] * logs[j]
             for j in range(width):
-                in_p = (np.float64(p_block[j]) - p_low) * p_scale >= p_threshold
-                in_t = (np.float64(t_block[j]) - t_low) * t_scale >= t_threshold
+                in_p = np.float64(p_block[j]) >= p_cut
+                in_t = np.float64(t_block[j]) >= t_cut
                 p_size += in_p
                 t_size += in_t
                 both += in_p & in_t
             if exact_in_pass:
-                _count_exact(p_block, t_block, p_low, p_scale, p_kth, t_low, t_scale, t_kth, exact_counts)
+                _count_exact(p_block, t_block, p_kth, t_kth, exact_counts)
         p_constant = p_scale == 0.0
         t_constant = t_scale == 0.0
         values[i, 0] = absolute / n
@@ -393,7 +394,7 @@ def compare_rows(pred, target, rank, weight, k):
         values[i, 2] = values[i, 1]  # paper sets of exactly k pixels are the top k: both IoUs agree
         if p_size != k or t_size != k:
             if not exact_in_pass:
-                _count_exact(p, t, p_low, p_scale, p_kth, t_low, t_scale, t_kth, exact_counts)
+                _count_exact(p, t, p_kth, t_kth, exact_counts)
             values[i, 2] = _exact_iou(exact_counts, k)
         norms = math.sqrt(p_square) * math.sqrt(t_square)  # 0 only for a constant map
         values[i, 3] = 0.0 if (p_constant or t_constant or norms == 0.0) else covariance / norms

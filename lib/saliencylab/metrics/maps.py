@@ -4,8 +4,10 @@ Conventions follow the MIT saliency benchmark (cvzoya/saliency `code_forMetrics`
 al., "What do different evaluation metrics tell us about saliency models?", TPAMI 2019) except
 where a map is constant or all zero, where the MIT code returns NaN: there we return a defined
 value (documented per metric, mostly pysaliency's) and callers flag such maps with
-`is_constant`. All functions take two maps of one shape, dtype and device, compute in that
-dtype, return a (B,) tensor on that device and never modify their inputs.
+`is_constant`. All functions take two maps of one shape, dtype and device, return a (B,)
+tensor in that dtype on that device and never modify their inputs. Every sum is computed and
+accumulated in float64 (`saliencylab.metrics.sums`), so a float32 result is the float64 result
+on the same values, rounded once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 from torch import Tensor
 
 from saliencylab.metrics.inputs import check_maps, check_non_negative, value_range
-from saliencylab.metrics.normalise import density, minmax_from_range
+from saliencylab.metrics.normalise import minmax_scaling, sum_scaling
+from saliencylab.metrics.sums import accumulate
 
 KL_EPS = 2.2204e-16  # MIT KLdiv.m uses MATLAB eps; pysaliency MIT_KLDiv pins it as 2.2204e-16
 
@@ -38,7 +41,9 @@ def mae(p: Tensor, y: Tensor) -> Tensor:
     check_maps(p=p, y=y)
     value_range(p, "p")
     value_range(y, "y")
-    return torch.sub(p, y).abs_().mean(dim=(1, 2))
+    flat_p, flat_y = p.flatten(1), y.flatten(1)
+    total = accumulate(lambda a, b: (torch.sub(a, b).abs_(),), flat_p, flat_y)[0]
+    return (total / flat_p.shape[1]).to(p.dtype)
 
 
 def cc(p: Tensor, y: Tensor) -> Tensor:
@@ -63,7 +68,13 @@ def cc(p: Tensor, y: Tensor) -> Tensor:
     check_maps(p=p, y=y)
     p_lo, p_hi = value_range(p, "p")
     y_lo, y_hi = value_range(y, "y")
-    return correlation(p.flatten(1), y.flatten(1), (p_hi == p_lo) | (y_hi == y_lo))
+    flat_p, flat_y = p.flatten(1), y.flatten(1)
+    p_map, y_map = sum_scaling(flat_p), sum_scaling(flat_y)
+
+    def moments(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return centred_moments(p_map.scaled(a), y_map.scaled(b), p_map.mean, y_map.mean)
+
+    return correlation(*accumulate(moments, flat_p, flat_y), (p_hi == p_lo) | (y_hi == y_lo)).to(p.dtype)
 
 
 def kldiv(p: Tensor, y: Tensor) -> Tensor:
@@ -92,7 +103,13 @@ def kldiv(p: Tensor, y: Tensor) -> Tensor:
     for x, name in ((p, "p"), (y, "y")):
         lo, _ = value_range(x, name)
         check_non_negative(lo, name)
-    return kl_of_densities(density(p.flatten(1)), density(y.flatten(1)))
+    flat_p, flat_y = p.flatten(1), y.flatten(1)
+    p_map, y_map = sum_scaling(flat_p), sum_scaling(flat_y)
+
+    def divergence(a: Tensor, b: Tensor) -> tuple[Tensor]:
+        return (kl_terms(p_map.to_density(a), y_map.to_density(b)),)
+
+    return accumulate(divergence, flat_p, flat_y)[0].to(p.dtype)
 
 
 def sim(p: Tensor, y: Tensor) -> Tensor:
@@ -115,41 +132,40 @@ def sim(p: Tensor, y: Tensor) -> Tensor:
         TypeError, ValueError: wrong type, dtype, shape or device; NaN or ±inf (batch indices listed).
     """
     check_maps(p=p, y=y)
-    p_unit = minmax_from_range(p.flatten(1), *value_range(p, "p"))
-    y_unit = minmax_from_range(y.flatten(1), *value_range(y, "y"))
-    return intersection(density(p_unit, out=p_unit), density(y_unit, out=y_unit))
+    flat_p, flat_y = p.flatten(1), y.flatten(1)
+    p_map = minmax_scaling(flat_p, *value_range(p, "p"))
+    y_map = minmax_scaling(flat_y, *value_range(y, "y"))
+
+    def overlap(a: Tensor, b: Tensor) -> tuple[Tensor]:
+        return (torch.minimum(p_map.to_density(p_map.scaled(a)), y_map.to_density(y_map.scaled(b))),)
+
+    return accumulate(overlap, flat_p, flat_y)[0].to(p.dtype)
 
 
-def correlation(p: Tensor, y: Tensor, constant: Tensor) -> Tensor:
-    """CC of each pair of rows of two checked (B, n) tensors, 0 where `constant` (B,) is true."""
-    p_centred = p - p.mean(dim=1, keepdim=True)
-    y_centred = y - y.mean(dim=1, keepdim=True)
-    return correlation_of_centred(p_centred, y_centred, constant, scratch=y_centred)
+def centred_moments(a: Tensor, b: Tensor, a_mean: Tensor, b_mean: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel terms da·db, da², db² of CC, da = a − a_mean, for float64 (B, w) blocks a, b and (B,) means.
 
-
-def correlation_of_centred(p: Tensor, y: Tensor, constant: Tensor, scratch: Tensor | None = None) -> Tensor:
-    """Σ p·y / (‖p‖ ‖y‖) over each row of two mean-free (B, n) tensors, 0 where `constant`.
-
-    Centring first (instead of expanding Σ (p − p̄)(y − ȳ) into raw moments) avoids the
-    cancellation that ruins float32 results. `scratch`, like p, is overwritten when given;
-    it may be y itself.
+    Centring with the float64 mean first, instead of expanding into raw moments, avoids the
+    cancellation that ruins such sums. Overwrites a and b.
     """
-    scale = torch.linalg.vector_norm(p, dim=1) * torch.linalg.vector_norm(y, dim=1)
-    covariance = torch.mul(p, y, out=scratch).sum(dim=1)
+    da = a.sub_(a_mean[:, None])
+    db = b.sub_(b_mean[:, None])
+    covariance = da * db
+    return covariance, da.square_(), db.square_()
+
+
+def correlation(covariance: Tensor, a_square: Tensor, b_square: Tensor, constant: Tensor) -> Tensor:
+    """CC = Σ da·db / (‖da‖ ‖db‖) from the (B,) sums of `centred_moments`; 0 where `constant` (B,) is true."""
+    scale = a_square.sqrt() * b_square.sqrt()
     # scale can underflow to 0 for a non-constant map with sub-ulp spread: treat it as constant
     undefined = constant | (scale == 0)
-    safe_scale = torch.where(undefined, torch.ones_like(scale), scale)
-    return torch.where(undefined, torch.zeros_like(scale), covariance / safe_scale)
+    return torch.where(undefined, 0.0, covariance / torch.where(undefined, 1.0, scale))
 
 
-def kl_of_densities(p: Tensor, g: Tensor, scratch: Tensor | None = None) -> Tensor:
-    """Σ g · log(eps + g / (p + eps)) over each row of (B, n) densities p (prediction) and g (target)."""
-    ratio = torch.add(p, KL_EPS, out=scratch)
-    eps = torch.full((1, 1), KL_EPS, dtype=p.dtype, device=p.device)
-    ratio = torch.addcdiv(eps, g, ratio, out=ratio).log_()  # eps + g / (p + eps), in one pass
-    return ratio.mul_(g).sum(dim=1)
+def kl_terms(prob: Tensor, dens: Tensor) -> Tensor:
+    """g · log(eps + g / (p + eps)) per pixel of float64 (B, w) densities p (prediction) and g (target).
 
-
-def intersection(p: Tensor, g: Tensor, scratch: Tensor | None = None) -> Tensor:
-    """Σ min(p, g) over each row of two (B, n) tensors."""
-    return torch.minimum(p, g, out=scratch).sum(dim=1)
+    Returns a new tensor; the inputs are not modified.
+    """
+    ratio = torch.add(prob, KL_EPS)
+    return torch.div(dens, ratio, out=ratio).add_(KL_EPS).log_().mul_(dens)

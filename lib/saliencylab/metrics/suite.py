@@ -10,19 +10,21 @@
 | `kldiv` | min-max, then each map divided by its sum; KL(target ‖ pred) |
 | `sim` | min-max, then divided by the sum (the MIT SIM convention) |
 
-So `cc`, `sim` and both IoUs equal the standalone metrics on the raw maps (up to rounding),
-and `mae` and `kldiv` equal `mae` / `kldiv` of `minmax_normalise` of each map; that KL differs
-from MIT's raw-map KL only when a map's minimum is not 0. Constant maps get defined values
-(CC 0; MAE, IoU, KL and SIM computed with the map scaled to zeros, i.e. uniform as a density)
-and are flagged so callers can exclude them.
+So `cc` and `sim` equal the standalone metrics on the raw maps (up to rounding), both IoUs
+equal `iou_top` on the raw maps exactly (the top sets are taken on the raw values: min-max
+scaling keeps their order, but its rounding can merge neighbours into a tie), and `mae` and `kldiv` equal `mae` / `kldiv` of
+`minmax_normalise` of each map; that KL differs from MIT's raw-map KL only when a map's minimum
+is not 0. Constant maps get defined values (CC 0; MAE, IoU, KL and SIM computed with the map
+scaled to zeros, i.e. uniform as a density) and are flagged so callers can exclude them.
 
-Two implementations, equal to rounding (~1e-15 in float64) and tested against each other and
-against the NumPy reference (bench/reference_metrics.py):
+Two implementations, equal to rounding (~1e-15 in float64; the IoUs exactly) and tested against
+each other and against the NumPy reference (bench/reference_metrics.py). Both scale, sum and
+accumulate in float64 whatever the input dtype and round each result to the input dtype once:
 - on CPU, `saliencylab.metrics.kernels.compare_rows`: numba kernels, one map pair per thread,
   exact order statistics from a sample-bracketed selection and every other metric in one fused
-  pass; accumulates in float64 whatever the input dtype;
-- on other devices (CUDA), `compare_maps_torch`: batched tensor operations in the input dtype,
-  order statistics from `torch.topk`.
+  pass;
+- on other devices (CUDA), `compare_maps_torch`: batched tensor operations on float64 blocks of
+  columns (`saliencylab.metrics.sums.accumulate`), order statistics from `torch.topk`.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from torch import Tensor
 from saliencylab.metrics import kernels
 from saliencylab.metrics.inputs import batch_indices, check_fraction, check_maps, row_range
 from saliencylab.metrics.iou import TopStats, exact_iou, paper_iou, top_quantile, top_stats
-from saliencylab.metrics.maps import correlation_of_centred, intersection, kl_of_densities
-from saliencylab.metrics.normalise import density
+from saliencylab.metrics.maps import centred_moments, correlation, kl_terms
+from saliencylab.metrics.normalise import MapScaling, minmax_scaling
+from saliencylab.metrics.sums import accumulate
 
 SUITE_KEYS, FLAG_KEYS = kernels.SUITE_KEYS, kernels.FLAG_KEYS
 
@@ -75,10 +78,12 @@ def compare_maps(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[st
 
 
 def compare_maps_torch(pred: Tensor, target: Tensor, fraction: float = 0.1) -> dict[str, Tensor]:
-    """`compare_maps` with batched torch operations in the input dtype, on any device.
+    """`compare_maps` with batched torch operations, on any device.
 
     `compare_maps` uses it off the CPU; on CPU it serves as the second implementation that the
-    tests compare the numba kernels with. Arguments, results and errors as `compare_maps`.
+    tests compare the numba kernels with. Top sets come from the raw maps (`top_stats`); every
+    other metric is one float64 sum over blocks of columns of the min-max scaled maps, as in the
+    kernel's fused pass. Arguments, results and errors as `compare_maps`.
     """
     check_maps(pred=pred, target=target)
     fraction = check_fraction(fraction)
@@ -90,24 +95,19 @@ def compare_maps_torch(pred: Tensor, target: Tensor, fraction: float = 0.1) -> d
         empty = flat_p.new_empty(0)
         return {key: empty.clone() for key in SUITE_KEYS} | {key: empty.bool() for key in FLAG_KEYS}
     p_constant, t_constant = p_range[1] == p_range[0], t_range[1] == t_range[0]
-    p, p_mean = _scaled_centred(flat_p, *p_range)
-    t, t_mean = _scaled_centred(flat_t, *t_range)
-    # ranks, and so the top sets, are the same for the mean-free maps as for the scaled ones
-    p_stats, t_stats = top_stats(p, fraction), top_stats(t, fraction)
-    iou_paper, iou_exact, p_full, t_full = _ious(p, t, p_stats, t_stats)
-    cc = correlation_of_centred(p, t, p_constant | t_constant)
-    p.add_(p_mean[:, None])  # back to the min-max scaled maps
-    t.add_(t_mean[:, None])
-    mae = torch.sub(p, t).abs_().mean(dim=1)
-    density(p, out=p)  # a constant map is all zero by now and becomes uniform
-    density(t, out=t)
+    p_stats, t_stats = top_stats(flat_p, fraction), top_stats(flat_t, fraction)
+    iou_paper, iou_exact, p_full, t_full = _ious(flat_p, flat_t, p_stats, t_stats)
+    p_map, t_map = minmax_scaling(flat_p, *p_range), minmax_scaling(flat_t, *t_range)
+    sums = accumulate(lambda a, b: _suite_terms(a, b, p_map, t_map), flat_p, flat_t)
+    absolute, covariance, p_square, t_square, overlap, divergence = sums
+    dtype = pred.dtype
     return {
-        "mae": mae,
+        "mae": (absolute / flat_p.shape[1]).to(dtype),
         "iou_paper": iou_paper,
         "iou_exact": iou_exact,
-        "cc": cc,
-        "kldiv": kl_of_densities(p, t),
-        "sim": intersection(p, t),
+        "cc": correlation(covariance, p_square, t_square, p_constant | t_constant).to(dtype),
+        "kldiv": divergence.to(dtype),
+        "sim": overlap.to(dtype),
         "pred_degenerate": p_full,
         "target_degenerate": t_full,
         "pred_constant": p_constant,
@@ -115,10 +115,22 @@ def compare_maps_torch(pred: Tensor, target: Tensor, fraction: float = 0.1) -> d
     }
 
 
+def _suite_terms(a: Tensor, b: Tensor, p_map: MapScaling, t_map: MapScaling) -> tuple[Tensor, ...]:
+    """Per-pixel terms of MAE, CC (three), SIM and KL for float64 (B, w) blocks of the raw maps."""
+    x, y = p_map.scaled(a), t_map.scaled(b)
+    prob, dens = p_map.to_density(x), t_map.to_density(y)
+    absolute = torch.sub(x, y).abs_()
+    moments = centred_moments(x, y, p_map.mean, t_map.mean)  # overwrites x and y
+    return absolute, *moments, torch.minimum(prob, dens), kl_terms(prob, dens)
+
+
 def _unscalable(lo: Tensor, hi: Tensor) -> Tensor:
-    """Which maps cannot be min-max scaled: NaN or ±inf, or a spread so small (subnormal) that 1/spread overflows."""
-    span = hi - lo
-    return ~(torch.isfinite(lo) & torch.isfinite(hi)) | ((span > 0) & (span < torch.finfo(span.dtype).tiny))
+    """Which maps cannot be min-max scaled: NaN or ±inf, or a spread so small (subnormal) that 1 / spread overflows.
+
+    The spread is taken in float64, where the scaling is computed: float32 maps always scale.
+    """
+    span = hi.to(torch.float64) - lo.to(torch.float64)
+    return ~(torch.isfinite(lo) & torch.isfinite(hi)) | ((span > 0) & (span < torch.finfo(torch.float64).tiny))
 
 
 def _refuse_unscalable(flat_p: Tensor, flat_t: Tensor) -> None:
@@ -132,24 +144,9 @@ def _refuse_unscalable(flat_p: Tensor, flat_t: Tensor) -> None:
         if bool(bad.any()):
             raise ValueError(
                 f"{name} maps at batch indices {batch_indices(bad)} vary by less than the smallest normal "
-                f"{flat.dtype} number, too little to scale to [0, 1]; multiply them by a large constant first"
+                "float64 number, too little to scale to [0, 1]; multiply them by a large constant first"
             )
     raise AssertionError("a compare_maps result is not finite although every map can be scaled")
-
-
-def _scaled_centred(flat: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
-    """The min-max scaled maps minus their means, (b, H·W), and those means (b,).
-
-    (x − lo) / span − mean((x − lo) / span) = (x − mean(x)) / span; constant maps give zeros.
-    The order of the values is kept (subtracting a constant and scaling are monotone in
-    floating point), so ranks and tie groups are those of the input.
-    """
-    span = hi - lo
-    inverse = torch.where(span > 0, 1.0 / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(span))
-    mean = flat.mean(dim=1)
-    # subtract, then scale: the minimum maps back to exactly 0 when the mean is added again
-    centred = torch.sub(flat, mean[:, None]).mul_(inverse[:, None])
-    return centred, (mean - lo) * inverse
 
 
 def _ious(p: Tensor, t: Tensor, p_stats: TopStats, t_stats: TopStats) -> tuple[Tensor, ...]:
