@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from bench import reference_metrics as ref
 from saliencylab.metrics import SUITE_KEYS, compare_maps, iou_top, sum_normalise, top_set, top_set_is_degenerate
+from saliencylab.metrics.fixations import information_gain, information_gain_torch, nss, nss_torch
 from saliencylab.metrics.maps import cc, kldiv, mae, sim
 from saliencylab.metrics.suite import compare_maps_torch
 from saliencylab.metrics.sums import accumulate, row_sum
@@ -65,6 +66,20 @@ def test_float32_metrics_match_float64_on_mask_like_maps(metric, device):
     pred, target = (x.to(device) for x in mask_like_pairs())
     assert_float32_close(metric, pred, target)
     assert_float32_close(metric, target, pred)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("metric", [nss, nss_torch, information_gain, information_gain_torch])
+def test_float32_fixation_metrics_match_float64(metric, device):
+    """Kernels (CPU) and the torch path (the CUDA path) alike: the offset map's std and every mean
+    over 512² pixels would lose far more than RTOL if summed in float32."""
+    pred, target = (x.to(device) for x in mask_like_pairs())
+    fixated = target > 0.5
+    if metric in (nss, nss_torch):
+        assert_float32_close(lambda s: metric(s, fixated), pred)
+    else:  # against a shared and a per-map baseline
+        assert_float32_close(lambda s, b: metric(s, fixated, b), pred, torch.ones(SIZE, SIZE, device=device))
+        assert_float32_close(lambda s, b: metric(s, fixated, b), pred, target)
 
 
 @pytest.mark.parametrize("device", DEVICES)

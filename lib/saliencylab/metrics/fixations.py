@@ -9,7 +9,8 @@ the saliency map's dtype on its device and never modifies its inputs.
 Two implementations of each, equal to rounding and tested against each other: on CPU the
 numba kernels of `saliencylab.metrics.fixation_kernels` (one fused pass per map, float64
 accumulation, rows in parallel); on other devices (CUDA) `nss_torch` and
-`information_gain_torch`, batched tensor operations in the input dtype.
+`information_gain_torch`, batched tensor operations with every sum accumulated in float64
+(`saliencylab.metrics.sums`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from saliencylab.metrics import fixation_kernels
 from saliencylab.metrics.inputs import check_finite_range, check_fixations, check_maps, fixation_mask, row_range, value_range
 from saliencylab.metrics.maps import KL_EPS
 from saliencylab.metrics.normalise import density, minmax_from_range
+from saliencylab.metrics.sums import accumulate, row_sum
 
 
 def nss(saliency: Tensor, fixations: Tensor) -> Tensor:
@@ -52,7 +54,7 @@ def nss(saliency: Tensor, fixations: Tensor) -> Tensor:
 
 
 def nss_torch(saliency: Tensor, fixations: Tensor) -> Tensor:
-    """`nss` with batched torch operations in the input dtype, on any device.
+    """`nss` with batched torch operations, sums in float64, on any device.
 
     `nss` uses it off the CPU; on CPU it is the second implementation that the tests compare the
     kernels with. Arguments, results and errors as `nss`.
@@ -60,14 +62,17 @@ def nss_torch(saliency: Tensor, fixations: Tensor) -> Tensor:
     check_maps(saliency=saliency)
     lo, hi = value_range(saliency, "saliency")
     fixated = check_fixations(fixations, saliency, "fixations")
-    mean = saliency.mean(dim=(1, 2))
-    at_fixations = _mean_at(saliency, fixated)
-    if saliency.shape[1] * saliency.shape[2] == 1:
-        return torch.zeros_like(mean)  # one pixel: constant, and ddof 1 has no std
-    std = saliency.std(dim=(1, 2), correction=1)
+    flat = saliency.flatten(1)
+    n = flat.shape[1]
+    if n == 1:
+        return torch.zeros_like(flat[:, 0])  # one pixel: constant, and ddof 1 has no std
+    mean = row_sum(flat) / n  # float64, then a two-pass variance: no cancellation
+    (squares,) = accumulate(lambda block: (block.sub(mean[:, None]).square_(),), flat)
+    std = squares.div_(n - 1).sqrt_()
     constant = (hi == lo) | (std == 0)
     safe_std = torch.where(constant, torch.ones_like(std), std)
-    return torch.where(constant, torch.zeros_like(mean), (at_fixations - mean) / safe_std)
+    score = torch.where(constant, torch.zeros_like(mean), (_mean_at(saliency, fixated) - mean) / safe_std)
+    return score.to(saliency.dtype)
 
 
 def information_gain(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> Tensor:
@@ -109,7 +114,7 @@ def information_gain(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> T
 
 
 def information_gain_torch(saliency: Tensor, fixations: Tensor, baseline: Tensor) -> Tensor:
-    """`information_gain` with batched torch operations in the input dtype, on any device.
+    """`information_gain` with batched torch operations, sums in float64, on any device.
 
     A shared (H, W) baseline is normalised once and broadcast over the batch, never copied per
     map. `information_gain` uses this off the CPU; on CPU it is the second implementation that
@@ -122,7 +127,7 @@ def information_gain_torch(saliency: Tensor, fixations: Tensor, baseline: Tensor
     b_unit = minmax_from_range(own, b_lo, b_hi)  # (1, H, W) when shared
     fixated = check_fixations(fixations, saliency, "fixations")
     gain = torch.log2(density(s_unit, out=s_unit).add_(KL_EPS)).sub_(torch.log2(density(b_unit, out=b_unit).add_(KL_EPS)))
-    return _mean_at(gain, fixated)
+    return _mean_at(gain, fixated).to(saliency.dtype)
 
 
 def _checked_baseline(saliency: Tensor, baseline: Tensor) -> tuple[Tensor, Tensor]:
@@ -140,6 +145,6 @@ def _checked_baseline(saliency: Tensor, baseline: Tensor) -> tuple[Tensor, Tenso
 
 
 def _mean_at(values: Tensor, fixated: Tensor) -> Tensor:
-    """Mean of (B, H, W) `values` over the pixels where the bool map `fixated` is true, as (B,)."""
+    """Mean of (B, H, W) `values` over the pixels where the bool map `fixated` is true, as (B,) float64."""
     picked = torch.where(fixated, values, torch.zeros_like(values))
-    return picked.sum(dim=(1, 2)) / fixated.sum(dim=(1, 2)).to(values.dtype)
+    return row_sum(picked.flatten(1)) / fixated.flatten(1).sum(dim=1).to(torch.float64)
