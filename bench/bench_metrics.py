@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from numba import njit, prange
 
 from bench import reference_metrics as ref
-from saliencylab.metrics import FLAG_KEYS, SUITE_KEYS, auc_judd, auc_shuffled, compare_maps, information_gain, nss
+from saliencylab.metrics import FLAG_KEYS, SUITE_KEYS, auc_judd, auc_shuffled, auc_shuffled_at, compare_maps, information_gain, nss
 from saliencylab.metrics.auc import auc_judd_torch, auc_shuffled_torch
 from saliencylab.metrics.fixations import information_gain_torch, nss_torch
 from saliencylab.metrics.kernels import torch_thread_count
@@ -323,7 +323,7 @@ def run_fixations(args: argparse.Namespace, pysaliency: ModuleType | None) -> bo
     header = f"  {'metric':17s} {'kernels':>9s} {'torch':>9s} {'reference':>9s} {'pysaliency':>10s}   (pairs/s)"
     print(header + "   kernels vs: torch, reference, pysaliency; read floor's time")
     agree = True
-    rates = {}
+    rates, their_rates = {}, {}
     for metric in FIXATION_METRICS:
         timed = time_fixation_metric(metric, data, args.repeats)
         rates[metric.name] = timed["kernels"]
@@ -336,6 +336,7 @@ def run_fixations(args: argparse.Namespace, pysaliency: ModuleType | None) -> bo
         if metric.name in theirs:
             with numpy_trapz():
                 theirs_rate, values = per_image(theirs[metric.name], args.batch)
+            their_rates[metric.name] = theirs_rate
             line += f" {theirs_rate:10.1f}"
             ratios += f" {timed['kernels'] / theirs_rate:7.1f}x"
             differences += f", vs pysaliency {largest(timed['ours'], values):.2g}"
@@ -347,6 +348,7 @@ def run_fixations(args: argparse.Namespace, pysaliency: ModuleType | None) -> bo
         print(f"{line}   {ratios}")
         print(f"    {differences}")
         agree &= largest(timed["ours"], timed["expected"]) <= TOLERANCE
+    agree &= run_points(data, args, rates, their_rates.get("auc_shuffled"))
     if pysaliency is None:
         print("  pysaliency: not installed (optional), not compared")
     else:
@@ -359,6 +361,21 @@ def run_fixations(args: argparse.Namespace, pysaliency: ModuleType | None) -> bo
         print("  pysaliency has no MIT information gain (its information_gain scores probabilistic models), not compared")
         run_suite(data, args, pysaliency)
     return agree
+
+
+def run_points(data: FixationData, args: argparse.Namespace, rates: dict[str, float], pysaliency_rate: float | None) -> bool:
+    """`auc_shuffled_at` given the fixations as coordinates (computed outside the timing, as for
+    pysaliency's line): reads only the values at the points, like pysaliency."""
+    points, other_points = data.fixations.nonzero(), data.others.nonzero()
+    seconds, values = best_time(lambda: auc_shuffled_at(data.saliency, points, other_points), args.repeats, warm_up=True)
+    rate = args.batch / seconds
+    versus = f", {rate / pysaliency_rate:.1f}x pysaliency given coordinates" if pysaliency_rate else ""
+    difference = largest(values, auc_shuffled(data.saliency, data.fixations, data.others).numpy())
+    print(
+        f"  auc_shuffled_at (coordinates in, only their values read): {rate:.1f} pairs/s{versus}, "
+        f"{rate / rates['auc_shuffled']:.1f}x the map kernel; largest |difference| vs it {difference:.2g}"
+    )
+    return difference <= TOLERANCE
 
 
 def run_suite(data: FixationData, args: argparse.Namespace, pysaliency: ModuleType) -> None:

@@ -6,7 +6,7 @@ tie-robust variant), `fixations` (NSS, information gain), `auc` (AUC-Judd, shuff
 the shared `normalise`, `resize` and `inputs` helpers. Conventions and citations: docs/metrics.md.
 """
 
-from saliencylab.metrics.auc import auc_judd, auc_shuffled
+from saliencylab.metrics.auc import auc_judd, auc_shuffled, auc_shuffled_at
 from saliencylab.metrics.fixations import information_gain, nss
 from saliencylab.metrics.iou import IOU_MODES, iou_top, top_set, top_set_is_degenerate
 from saliencylab.metrics.maps import KL_EPS, cc, kldiv, mae, sim
@@ -23,6 +23,7 @@ __all__ = [
     "Summary",
     "auc_judd",
     "auc_shuffled",
+    "auc_shuffled_at",
     "bootstrap_ci",
     "cc",
     "compare_maps",

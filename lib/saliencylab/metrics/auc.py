@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from saliencylab.metrics import fixation_kernels
-from saliencylab.metrics.inputs import batch_indices, check_fixations, check_maps, fixation_mask, value_range
+from saliencylab.metrics.inputs import batch_indices, check_fixations, check_maps, fixation_mask, point_segments, value_range
 
 CHUNK_PIXELS = 2**22  # pixels per chunk of rows (16 maps of 512²)
 
@@ -136,6 +136,50 @@ def auc_shuffled(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -
         fixation_kernels.unfixated_refusal("other_fixations"),
     )
     return fixation_kernels.run_rows(fixation_kernels.shuffled_rows, saliency, fixated, others, refusals=refusals)
+
+
+def auc_shuffled_at(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -> Tensor:
+    """Shuffled AUC from fixation coordinates instead of fixation maps, pysaliency's native input.
+
+    The same Mann–Whitney score as `auc_shuffled`, but every listed point counts, so a pixel
+    fixated twice weighs twice (as in pysaliency); `auc_shuffled_at(s, f.nonzero(), o.nonzero())`
+    equals `auc_shuffled(s, f, o)` for fixation maps f, o. Only the saliency values at the
+    listed points are read (a protocol pooling thousands of other images' fixations never
+    builds a map of them), so only those values are checked for NaN and ±inf. The few values
+    are scored on the CPU whatever the device of the maps.
+
+    Args:
+        saliency: (B, H, W) float32/float64. Not modified.
+        fixations: (N, 3) integer tensor of (batch index, row y, column x), the fixations on
+            each image, any order.
+        other_fixations: (M, 3), same layout: for map i, the fixations taken from other images
+            (e.g. 10 random other images, Borji's protocol) moved to batch index i.
+
+    Returns:
+        (B,) in [0, 1], saliency's dtype and device; 0.5 is chance.
+
+    Raises:
+        TypeError, ValueError: wrong type, dtype, shape or device; points outside the maps; a map
+            without points in either list, or NaN/±inf at a point (batch indices listed).
+    """
+    check_maps(saliency=saliency)
+    segments = [_point_segments(points, saliency, name) for points, name in ((fixations, "fixations"), (other_fixations, "other_fixations"))]
+    with fixation_kernels.torch_thread_count():
+        values = fixation_kernels.shuffled_segments(*segments[0], *segments[1])
+    return torch.from_numpy(values).to(device=saliency.device, dtype=saliency.dtype)
+
+
+def _point_segments(points: Tensor, saliency: Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """`inputs.point_segments` as float64 values and int64 offsets in NumPy; on CPU gathered by one
+    numba call, with `inputs.point_segments` (torch, any device) naming any problem it finds."""
+    if saliency.device.type == "cpu" and isinstance(points, Tensor) and points.dtype == torch.int64 and points.ndim == 2:
+        if points.shape[1] == 3 and points.device == saliency.device:
+            rows = fixation_kernels.rows(saliency)
+            values, offsets, usable = fixation_kernels.point_segments(rows, points.contiguous().numpy(), saliency.shape[2])
+            if usable:
+                return values, offsets
+    values, offsets = point_segments(points, saliency, name)  # raises on any problem the kernel found
+    return values.to("cpu", torch.float64).numpy(), offsets.numpy()
 
 
 def auc_shuffled_torch(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -> Tensor:

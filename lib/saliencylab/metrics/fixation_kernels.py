@@ -20,6 +20,8 @@ validation costs no extra pass over the maps. Rows are read, never written.
 - Shuffled AUC (`shuffled_rows`): positives and negatives (other images' fixated pixels) are
   both few; they are gathered, sorted and merged (Mann–Whitney with ties counting ½), with the
   count kept in integers until one final division. The pass over the map checks finiteness.
+  `shuffled_segments` does the same from values already gathered at listed points, reading no
+  map at all (`auc.auc_shuffled_at`).
 - NSS (`nss_rows`): one pass in blocks of `BLOCK` values that stay in L1 cache, on the values
   minus the map's first value (a common offset cancels exactly): each block's sum, its
   two-pass sum of squared deviations and the sum at fixated pixels, merged across blocks with
@@ -267,6 +269,55 @@ def shuffled_rows(saliency, fixated, others):
         counts[i], other_counts[i] = positives.size, negatives.size
         values[i] = _mann_whitney(positives, negatives) if positives.size and negatives.size else np.nan
     return values, finite, counts, other_counts
+
+
+@njit(**OPTIONS)
+def point_segments(rows, points, width):
+    """Values of (B, n) rows at (N, 3) int64 (batch index, row y, column x) points, grouped by map.
+
+    Returns (values (N,) float64 in batch order, offsets (B + 1,) int64 as for
+    `shuffled_segments`, usable): usable is false when a point lies outside the maps (n = H·W
+    pixels of width `width`), a map has no point, or a value at a point is NaN or ±inf; the
+    caller then names the problem (`inputs.point_segments`).
+    """
+    batch, n = rows.shape
+    offsets = np.zeros(batch + 1, dtype=np.int64)
+    for j in range(points.shape[0]):
+        b, y, x = points[j, 0], points[j, 1], points[j, 2]
+        if b < 0 or b >= batch or y < 0 or x < 0 or x >= width or y * width + x >= n:
+            return np.empty(0), offsets, False
+        offsets[b + 1] += 1
+    for i in range(batch):
+        if offsets[i + 1] == 0:
+            return np.empty(0), offsets, False
+        offsets[i + 1] += offsets[i]
+    filled = offsets[:-1].copy()
+    values = np.empty(points.shape[0])
+    for j in range(points.shape[0]):
+        b = points[j, 0]
+        value = np.float64(rows[b, points[j, 1] * width + points[j, 2]])
+        if _not_finite(value):
+            return np.empty(0), offsets, False
+        values[filled[b]] = value
+        filled[b] += 1
+    return values, offsets, True
+
+
+@njit(parallel=True, **OPTIONS)
+def shuffled_segments(positives, positive_offsets, negatives, negative_offsets):
+    """Shuffled AUC of each row from the values at its listed points (`auc_shuffled_at`).
+
+    Row i's positives are positives[positive_offsets[i] : positive_offsets[i + 1]] (float64, any
+    order, duplicates kept), its negatives likewise; offsets are (B + 1,) int64. Returns (B,)
+    float64, NaN for a row without positives or negatives (the caller refuses those first).
+    """
+    batch = positive_offsets.size - 1
+    values = np.empty(batch)
+    for i in prange(batch):
+        ascending = np.sort(positives[positive_offsets[i] : positive_offsets[i + 1]])
+        others = np.sort(negatives[negative_offsets[i] : negative_offsets[i + 1]])
+        values[i] = _mann_whitney(ascending, others) if ascending.size and others.size else np.nan
+    return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,3 +135,49 @@ def check_fraction(fraction: float) -> float:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
     return float(fraction)
+
+
+def point_segments(points: Tensor, saliency: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    """Saliency values at listed points, grouped by map: (values (N,) in batch order, offsets (B + 1,) int64).
+
+    Args:
+        points: (N, 3) integer tensor of (batch index, row y, column x), one row per fixation,
+            in any order (`torch.nonzero` of a (B, H, W) fixation map gives this layout).
+        saliency: a checked (B, H, W) map batch; the points must lie inside it.
+        name: the argument's name for error messages.
+
+    Returns:
+        values: the saliency values at the points, map 0's first, on saliency's device and dtype;
+        offsets: map i's values are values[offsets[i] : offsets[i + 1]] (on the CPU).
+
+    Raises:
+        TypeError, ValueError: not an integer (N, 3) tensor, on another device, points outside
+            the (B, H, W) grid (the first offending rows listed), a map without any point (batch
+            indices listed), or NaN/±inf at a point (batch indices listed).
+    """
+    if not isinstance(points, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (N, 3), got {type(points).__name__}")
+    if points.dtype.is_floating_point or points.dtype.is_complex or points.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer (batch index, row, column) triples, got dtype {points.dtype}")
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (N, 3): (batch index, row y, column x) per fixation, got {tuple(points.shape)}")
+    if points.device != saliency.device:
+        raise ValueError(f"device mismatch: saliency on {saliency.device} vs {name} on {points.device}")
+    limits = torch.tensor(saliency.shape, device=points.device)
+    outside = ((points < 0) | (points >= limits)).any(dim=1)
+    if bool(outside.any()):
+        rows = torch.nonzero(outside).flatten()[:MAX_LISTED].tolist()
+        raise ValueError(f"{name} rows {rows} lie outside the (B, H, W) = {tuple(saliency.shape)} maps")
+    batch = points[:, 0]
+    order = torch.argsort(batch, stable=True)
+    b, y, x = points[order].unbind(dim=1)
+    counts = torch.bincount(batch, minlength=saliency.shape[0]).cpu()
+    if bool((counts == 0).any()):
+        raise ValueError(f"{name} has no point at batch indices {batch_indices(counts == 0)}")
+    values = saliency[b, y, x]
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = torch.zeros(saliency.shape[0], dtype=torch.bool, device=values.device)
+        bad[b[~finite]] = True
+        raise ValueError(f"saliency has NaN or ±inf values at {name} at batch indices {batch_indices(bad.cpu())}")
+    return values, torch.cat([counts.new_zeros(1), counts.cumsum(dim=0)])
