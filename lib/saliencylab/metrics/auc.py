@@ -163,9 +163,10 @@ def auc_shuffled_at(saliency: Tensor, fixations: Tensor, other_fixations: Tensor
             without points in either list, or NaN/±inf at a point (batch indices listed).
     """
     check_maps(saliency=saliency)
-    segments = [_point_segments(points, saliency, name) for points, name in ((fixations, "fixations"), (other_fixations, "other_fixations"))]
     with fixation_kernels.torch_thread_count():
-        values = fixation_kernels.shuffled_segments(*segments[0], *segments[1])
+        positives = _point_segments(fixations, saliency, "fixations")
+        negatives = _point_segments(other_fixations, saliency, "other_fixations")
+        values = fixation_kernels.shuffled_segments(*positives, *negatives)
     return torch.from_numpy(values).to(device=saliency.device, dtype=saliency.dtype)
 
 
