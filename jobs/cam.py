@@ -46,7 +46,13 @@ class CamConfig:
     internal_resize: Literal["default", "on", "off"] = field(
         "default", "Whether the model's own input resize runs before the backbone (default: the detector's setting)."
     )
-    engine: Literal["fast", "grad-cam"] = field("fast", "fast: our batched engine; grad-cam: pytorch-grad-cam's EigenCAM, one image at a time.")
+    engine: Literal["fast", "grad-cam"] = field(
+        "fast",
+        "fast: our batched engine; grad-cam: pytorch-grad-cam's EigenCAM, one image at a time. They agree (to within "
+        "1e-5) except where the model pads its resized input (R-CNN types at sizes whose resize is not a multiple of "
+        "32, e.g. 375x500 VOC images): fast crops the padding off the map, grad-cam stretches image plus padding over "
+        "the whole map (maps differ by up to about 0.5; docs/cam.md, 'Padding').",
+    )
     batch_size: int = field(8, "Images per eigendecomposition batch.")
     forward_batch: int = field(
         0, "Images per forward pass within a batch; 0 = 1 on CPU (fastest there, see docs/cam.md), the whole batch on CUDA."

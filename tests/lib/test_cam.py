@@ -12,9 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from saliencylab.cam import build_detector, eigencam_from_activations, eigencam_maps, get_detector, pin_sign
+from saliencylab.cam import (
+    build_detector,
+    crop_padded_maps,
+    eigencam_from_activations,
+    eigencam_maps,
+    get_detector,
+    pin_sign,
+)
 from saliencylab.cam import eigencam as eigencam_module
-from saliencylab.cam.gradcam_reference import gradcam_eigencam_maps
+from saliencylab.cam.gradcam_reference import gradcam_detector_maps, gradcam_eigencam_maps
 from saliencylab.cam.layers import resolve_layer
 
 # Golden: rows (3,1), (1,3), (0,0), (0,0); centred RᵀR = [[6,2],[2,6]], v1 = ±(1,1)/√2,
@@ -143,12 +150,32 @@ def test_padding_is_cropped_before_the_final_scaling():
     maps = torch.zeros(1, 4, 4)
     maps[0, :, 3] = 1.0  # the right quarter is padding, and bright
     maps[0, 1, 1] = 0.5
-    uncropped = eigencam_module._resize_maps(maps, (6, 8), (1.0, 1.0))
-    cropped = eigencam_module._resize_maps(maps, (6, 6), (1.0, 0.75))
-    assert cropped.shape == (1, 6, 6)
+    copy = maps.clone()
+    uncropped = crop_padded_maps(maps, (6, 8), (1.0, 1.0))
+    cropped = crop_padded_maps(maps, (6, 6), (1.0, 0.75))
+    assert cropped.shape == (1, 6, 6) and torch.equal(maps, copy)
     torch.testing.assert_close(cropped, eigencam_module._minmax(uncropped[:, :, :6].flatten(1)).view(1, 6, 6))
     assert uncropped[0, :, -1].amax() == pytest.approx(1.0, abs=1e-5)
     assert cropped.amax() == pytest.approx(1.0, abs=1e-5) and cropped[0, :, -1].amax() < 0.9
+
+
+def test_crop_of_padding_at_the_bottom_golden():
+    # 2×1 grid over a canvas whose lower half is padding: the image sees only the top cell
+    maps = torch.tensor([[[0.25], [1.0]]])
+    cropped = crop_padded_maps(maps, (2, 1), (0.5, 1.0))
+    # canvas 4×1 from bilinear (align_corners=False): 0.25, 0.4375, 0.8125, 1.0; keep the top 2, min-max
+    torch.testing.assert_close(cropped, torch.tensor([[[0.0], [1.0]]]), atol=1e-6, rtol=0)
+    assert crop_padded_maps(maps, (4, 1), (1.0, 1.0))[0, :, 0].tolist() == pytest.approx([0, 0.25, 0.75, 1], abs=1e-6)
+
+
+@pytest.mark.parametrize("maps,valid,match", [
+    (torch.rand(1, 1, 4, 4), (1.0, 1.0), r"\(B, h, w\).*\(1, 1, 4, 4\)"),
+    (torch.rand(1, 4, 4), (0.0, 1.0), r"\(0, 1\]"),
+    (torch.rand(1, 4, 4), (1.0, 1.5), r"\(0, 1\]"),
+])
+def test_crop_padded_maps_errors(maps, valid, match):
+    with pytest.raises(ValueError, match=match):
+        crop_padded_maps(maps, (8, 8), valid)
 
 
 # --- equivalence with pytorch-grad-cam 1.5.7 -----------------------------------------------------
@@ -176,8 +203,24 @@ def test_equals_gradcam_eigencam(detector, name, overrides, kwargs, batch):
     ours = eigencam_maps(spec, model, images)
     reference = gradcam_eigencam_maps(spec, model, images)
     assert ours.shape == reference.shape == (batch, 128, 128)
-    assert (ours - reference).abs().max().item() <= 1e-3
+    assert (ours - reference).abs().max().item() <= 1e-4
     assert ours.amax(dim=(1, 2)).min() > 0.99  # non-trivial maps: each reaches 1
+
+
+@pytest.mark.parametrize("name,grid", [("ssdlite", (10, 10)), ("yolov5s", (4, 4))])  # ssdlite resizes to 320
+def test_gradcam_on_the_full_detector_equals_ours(detector, name, grid):
+    spec, model = get_detector(name), detector(name)
+    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(4))
+    reference = gradcam_detector_maps(spec, model, images)
+    assert reference.shape == (2, 128, 128) and reference.amax(dim=(1, 2)).min() > 0.99  # BatchNorm calibrated
+    assert (eigencam_maps(spec, model, images) - reference).abs().max().item() <= 1e-4
+    assert gradcam_detector_maps(spec, model, images[:1], resize=False).shape == (1, *grid)  # stride 32
+
+
+def test_gradcam_on_the_full_detector_refuses_internal_resize_off(detector):
+    spec = replace(get_detector("faster_rcnn"), internal_resize=False)
+    with pytest.raises(ValueError, match="always runs its own resize"):
+        gradcam_detector_maps(spec, detector("faster_rcnn"), torch.rand(1, 3, 64, 64))
 
 
 # --- engine contract -----------------------------------------------------------------------------

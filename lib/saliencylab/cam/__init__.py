@@ -6,12 +6,13 @@ Public API:
     resolve_layer(model, "backbone.body.layer4") -> module
     eigencam_maps(spec, model, images) -> (B, H, W)        [0, 1] RGB in, float32 [0, 1] maps out
     eigencam_from_activations(acts) -> (B, h, w)           the projection, sign rule and scaling alone
+    crop_padded_maps(maps, (H, W), valid) -> (B, H, W)     padding of the model input cropped, resized, min-max
     pin_sign(projections, activations)                     the sign rule
     convert_yolov5_checkpoint(path, out, allow_pickle=...) official yolov5s.pt -> safetensors
-The pytorch-grad-cam reference, `gradcam_eigencam_maps`, lives in `saliencylab.cam.gradcam_reference`
-and is not imported here (grad-cam pulls in scikit-learn, SciPy and ttach); DETECTOR_NAMES comes
-from the torch-free `saliencylab.cam.names`, everything else is imported on first use. Conventions, layers
-and speed: docs/cam.md.
+The pytorch-grad-cam references, `gradcam_eigencam_maps` and `gradcam_detector_maps`, live in
+`saliencylab.cam.gradcam_reference` and are not imported here (grad-cam pulls in scikit-learn,
+SciPy and ttach); DETECTOR_NAMES comes from the torch-free `saliencylab.cam.names`, everything
+else is imported on first use. Conventions, layers and speed: docs/cam.md.
 """
 
 from saliencylab.cam.names import DETECTOR_NAMES
@@ -27,6 +28,7 @@ __getattr__ = lazy_exports(
         "Preprocess": "detectors",
         "build_detector": "detectors",
         "get_detector": "detectors",
+        "crop_padded_maps": "eigencam",
         "eigencam_from_activations": "eigencam",
         "eigencam_maps": "eigencam",
         "pin_sign": "eigencam",
@@ -42,6 +44,7 @@ __all__ = [
     "Preprocess",
     "build_detector",
     "convert_yolov5_checkpoint",
+    "crop_padded_maps",
     "eigencam_from_activations",
     "eigencam_maps",
     "get_detector",

@@ -94,17 +94,43 @@ def eigencam_from_activations(activations: torch.Tensor, dtype: torch.dtype = to
     return _minmax(projections.clamp_min(0)).view(b, h, w).float()
 
 
-def _resize_maps(maps: torch.Tensor, size: tuple[int, int], valid: tuple[float, float]) -> torch.Tensor:
-    """(B, h, w) -> (B, H, W): bilinear (align_corners=False), padding cut off, min-max again.
+def crop_padded_maps(maps: torch.Tensor, size: tuple[int, int], valid: tuple[float, float]) -> torch.Tensor:
+    """Maps over a padded model input -> maps over the image: padding cropped, resized to H×W, min-max again.
 
-    When the model padded its input (valid < 1), the map covers image plus padding; it is resized
-    so that its image part becomes H×W and the padding is cropped. The second min-max is
+    R-CNN-type transforms resize an image and pad the batch at the bottom and right to a multiple
+    of 32, so a feature map covers image plus padding. This crops the map to the resized
+    image's extent (the top-left `valid` fraction of each side) and resizes that part to H×W:
+    the map is resized bilinearly (`align_corners=False`, as cv2 `INTER_LINEAR` upsamples) to the
+    canvas round(H / valid_h) × round(W / valid_w), whose top-left H×W is the image, and cut
+    there. Without padding (`valid` = (1, 1)) this is a plain resize. The final min-max is
     grad-cam's (BaseCAM.aggregate_multi_layers rescales the resized map).
+
+    `eigencam_maps` applies it to every map. To compare grad-cam's maps with ours on padded
+    inputs, apply it to grad-cam's map before grad-cam's own resize
+    (`gradcam_reference.gradcam_detector_maps(..., resize=False)`), not to its H×W output.
+
+    Args:
+        maps: (B, h, w) float, e.g. EigenCAM maps at the feature-grid resolution, covering the
+            whole padded model input; any device. Not modified.
+        size: (H, W) of the original image, the output size.
+        valid: (fraction of rows, fraction of columns) of the padded input that the resized
+            image covers, each in (0, 1]; `ModelInput.valid` from the detector's adapter.
+
+    Returns:
+        (B, H, W) float32 on the maps' device, each map min-max scaled to [0, 1] (max 1 unless
+        constant) as (x - min) / (1e-7 + max(x - min)).
+
+    Raises:
+        ValueError: If `maps` is not 3-D or a `valid` fraction is outside (0, 1].
     """
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (B, h, w); got shape {tuple(maps.shape)}")
+    if not all(0 < v <= 1 for v in valid):
+        raise ValueError(f"valid fractions must lie in (0, 1]; got {tuple(valid)}")
     height, width = size
     canvas = (round(height / valid[0]), round(width / valid[1]))
-    resized = F.interpolate(maps[:, None], size=canvas, mode="bilinear", align_corners=False)[:, 0, :height, :width]
-    return _minmax(resized.flatten(1)).view(-1, height, width)
+    resized = F.interpolate(maps[:, None].float(), size=canvas, mode="bilinear", align_corners=False)
+    return _minmax(resized[:, 0, :height, :width].flatten(1)).view(-1, height, width)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -185,7 +211,7 @@ def eigencam_maps(
             raise ValueError(f"layer {layer_path!r} gave shape {tuple(activations.shape)}, expected "
                              f"({batch.shape[0]}, C, h, w); pick a convolutional layer")
         with torch.no_grad():  # outside inference mode, so the result is an ordinary tensor
-            maps = _resize_maps(eigencam_from_activations(activations, dtype), size, valid)
+            maps = crop_padded_maps(eigencam_from_activations(activations, dtype), size, valid)
     except torch.OutOfMemoryError as error:
         raise torch.OutOfMemoryError(
             f"out of memory computing EigenCAM for a batch of {batch.shape[0]} images of "
