@@ -80,3 +80,14 @@ def test_bad_points_are_refused_with_the_rows_or_maps_named(points, error, messa
     saliency, _, others = batch(5)
     with pytest.raises(error, match=message):
         auc_shuffled_at(saliency, points, others.nonzero())
+
+
+def test_branch_free_placement_counts_every_tie():
+    from saliencylab.metrics.fixation_kernels import _twice_wins
+
+    rng = np.random.default_rng(7)
+    for k in range(1, 41):
+        positives = np.sort(rng.integers(0, 6, k).astype(np.float64))  # many ties
+        negatives = rng.choice([-1.0, 0.0, 2.0, 2.5, 5.0, 9.0], size=k % 19 + 1)  # groups full and partial
+        expected = sum(2 * int((positives > n).sum()) + int((positives == n).sum()) for n in negatives)
+        assert sum(_twice_wins(positives, n) for n in negatives) == expected, (k, negatives)

@@ -164,23 +164,22 @@ def auc_shuffled_at(saliency: Tensor, fixations: Tensor, other_fixations: Tensor
     """
     check_maps(saliency=saliency)
     with fixation_kernels.torch_thread_count():
-        positives = _point_segments(fixations, saliency, "fixations")
-        negatives = _point_segments(other_fixations, saliency, "other_fixations")
-        values = fixation_kernels.shuffled_segments(*positives, *negatives)
+        if saliency.device.type == "cpu" and all(_int64_triples(p, saliency) for p in (fixations, other_fixations)):
+            points = (fixations.numpy(), other_fixations.numpy())  # views, strided as torch.nonzero made them: no copy
+            values, usable = fixation_kernels.shuffled_points(fixation_kernels.rows(saliency), *points, saliency.shape[2])
+            if usable:
+                return torch.from_numpy(values).to(saliency.dtype)
+        # any device, any order; names whatever problem made the CPU path unusable
+        positives, positive_offsets = point_segments(fixations, saliency, "fixations")
+        negatives, negative_offsets = point_segments(other_fixations, saliency, "other_fixations")
+        positives, negatives = (v.to("cpu", torch.float64).numpy() for v in (positives, negatives))
+        values = fixation_kernels.shuffled_segments(positives, positive_offsets.numpy(), negatives, negative_offsets.numpy())
     return torch.from_numpy(values).to(device=saliency.device, dtype=saliency.dtype)
 
 
-def _point_segments(points: Tensor, saliency: Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """`inputs.point_segments` as float64 values and int64 offsets in NumPy; on CPU gathered by one
-    numba call, with `inputs.point_segments` (torch, any device) naming any problem it finds."""
-    if saliency.device.type == "cpu" and isinstance(points, Tensor) and points.dtype == torch.int64 and points.ndim == 2:
-        if points.shape[1] == 3 and points.device == saliency.device:
-            rows = fixation_kernels.rows(saliency)
-            values, offsets, usable = fixation_kernels.point_segments(rows, points.contiguous().numpy(), saliency.shape[2])
-            if usable:
-                return values, offsets
-    values, offsets = point_segments(points, saliency, name)  # raises on any problem the kernel found
-    return values.to("cpu", torch.float64).numpy(), offsets.numpy()
+def _int64_triples(points: object, saliency: Tensor) -> bool:
+    """Whether points is an (N, 3) int64 tensor on saliency's device (the CPU kernel's input)."""
+    return isinstance(points, Tensor) and points.dtype == torch.int64 and points.ndim == 2 and points.shape[1] == 3 and points.device == saliency.device
 
 
 def auc_shuffled_torch(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -> Tensor:

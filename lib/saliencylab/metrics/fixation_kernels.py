@@ -20,8 +20,8 @@ validation costs no extra pass over the maps. Rows are read, never written.
 - Shuffled AUC (`shuffled_rows`): positives and negatives (other images' fixated pixels) are
   both few; they are gathered, sorted and merged (Mann–Whitney with ties counting ½), with the
   count kept in integers until one final division. The pass over the map checks finiteness.
-  `shuffled_segments` does the same from values already gathered at listed points, reading no
-  map at all (`auc.auc_shuffled_at`).
+  `shuffled_points` does the same at listed points in one pass per map (reading no map
+  whole), `shuffled_segments` from values already gathered (`auc.auc_shuffled_at`).
 - NSS (`nss_rows`): one pass in blocks of `BLOCK` values that stay in L1 cache, on the values
   minus the map's first value (a common offset cancels exactly): each block's sum, its
   two-pass sum of squared deviations and the sum at fixated pixels, merged across blocks with
@@ -241,17 +241,36 @@ def judd_rows(saliency, fixated):
 
 
 @njit(**OPTIONS)
-def _mann_whitney(positives, negatives):
-    """P(pos > neg) + ½ P(pos = neg) of ascending float64 positives and float64 negatives in any order.
+def _twice_wins(positives, negative):
+    """2·#(positives > negative) + #(positives = negative) for k ≥ 1 ascending float64 positives.
 
-    Each negative is placed among the positives by two binary searches, so only the positives
-    (the fewer, usually) are sorted: O((k + m) log k). Counted in integers until one division.
+    Two branch-free binary searches in one loop (a select, not a jump, per step, so no branch
+    mispredictions): `below` ends as #(positives < negative), `at_or_below` as #(≤ negative).
     """
-    k = positives.size
-    twice_wins = 0  # 2·(pairs won) + (pairs tied) = Σ over negatives of 2k − #pos ≤ neg − #pos < neg
+    below = at_or_below = 0
+    span = positives.size
+    while span > 1:
+        half = span // 2
+        below += half * (positives[below + half - 1] < negative)
+        at_or_below += half * (positives[at_or_below + half - 1] <= negative)
+        span -= half
+    below += positives[below] < negative
+    at_or_below += positives[at_or_below] <= negative
+    return 2 * positives.size - below - at_or_below
+
+
+@njit(**OPTIONS)
+def _mann_whitney(positives, negatives):
+    """P(pos > neg) + ½ P(pos = neg) of float64 positives (sorted here, in place) and negatives in any order.
+
+    Each negative is placed among the positives by `_twice_wins`, so only the positives (the
+    fewer, usually) are sorted: O((k + m) log k). Counted in integers until one division.
+    """
+    positives.sort()
+    twice_wins = 0
     for negative in negatives:
-        twice_wins += 2 * k - np.searchsorted(positives, negative, side="right") - np.searchsorted(positives, negative, side="left")
-    return twice_wins / (2.0 * k * negatives.size)
+        twice_wins += _twice_wins(positives, negative)
+    return twice_wins / (2.0 * positives.size * negatives.size)
 
 
 @njit(parallel=True, **OPTIONS)
@@ -270,41 +289,58 @@ def shuffled_rows(saliency, fixated, others):
     return values, finite, counts, other_counts
 
 
-@njit(parallel=True, **OPTIONS)
-def point_segments(rows, points, width):
-    """Values of (B, n) rows at (N, 3) int64 (batch index, row y, column x) points, grouped by map.
-
-    Returns (values (N,) float64 in batch order, offsets (B + 1,) int64 as for
-    `shuffled_segments`, usable): usable is false when a point lies outside the maps (n = H·W
-    pixels of width `width`), a map has no point, or a value at a point is NaN or ±inf; the
-    caller then names the problem (`inputs.point_segments`). Points already in batch order
-    (as `torch.nonzero` lists them) are gathered map by map in parallel, others in one pass.
-    """
-    batch, n = rows.shape
+@njit(**OPTIONS)
+def _ordered_offsets(points, batch, n, width):
+    """(offsets (B + 1,) int64, usable) of (N, 3) int64 (batch index, y, x) points listed in batch
+    order; usable is false for points out of order or outside the maps, or a map without any."""
     offsets = np.zeros(batch + 1, dtype=np.int64)
-    in_order = True
     for j in range(points.shape[0]):
         b, y, x = points[j, 0], points[j, 1], points[j, 2]
-        if b < 0 or b >= batch or y < 0 or x < 0 or x >= width or y * width + x >= n:
-            return np.empty(0), offsets, False
+        if b < 0 or b >= batch or (j and points[j - 1, 0] > b) or y < 0 or x < 0 or x >= width or y * width + x >= n:
+            return offsets, False
         offsets[b + 1] += 1
-        in_order &= j == 0 or points[j - 1, 0] <= b
     for i in range(batch):
         if offsets[i + 1] == 0:
-            return np.empty(0), offsets, False
+            return offsets, False
         offsets[i + 1] += offsets[i]
-    values = np.empty(points.shape[0])
-    if in_order:
-        for i in prange(batch):
-            for j in range(offsets[i], offsets[i + 1]):
-                values[j] = rows[i, points[j, 1] * width + points[j, 2]]
-    else:
-        filled = offsets[:-1].copy()
-        for j in range(points.shape[0]):
-            b = points[j, 0]
-            values[filled[b]] = rows[b, points[j, 1] * width + points[j, 2]]
-            filled[b] += 1
-    return values, offsets, _is_finite(values)
+    return offsets, True
+
+
+@njit(parallel=True, **OPTIONS)
+def shuffled_points(rows, points, others, width):
+    """Shuffled AUC of each of the (B, n) rows at (N, 3) and (M, 3) int64 (batch index, y, x)
+    points in batch order (as `torch.nonzero` lists them), in one pass per map.
+
+    Each map's positives are gathered and sorted, then every negative is read and placed among
+    them at once (`_twice_wins`), so the negatives are never stored. Returns ((B,) float64,
+    usable): usable is false for points out of order or outside the maps, a map without
+    points in either list, or NaN/±inf at a point; the caller then takes the general path,
+    which names the problem (`shuffled_segments` after `inputs.point_segments`).
+    """
+    batch, n = rows.shape
+    values = np.full(batch, np.nan)
+    positive_offsets, positives_usable = _ordered_offsets(points, batch, n, width)
+    negative_offsets, negatives_usable = _ordered_offsets(others, batch, n, width)
+    if not (positives_usable and negatives_usable):
+        return values, False
+    if batch == 0:
+        return values, True
+    bad = np.zeros(batch, dtype=np.int64)
+    scratch = np.empty((batch, np.max(np.diff(positive_offsets))))  # one buffer row per map: no allocation in the loop
+    for i in prange(batch):
+        start, stop = positive_offsets[i], positive_offsets[i + 1]
+        positives = scratch[i, : stop - start]
+        for j in range(start, stop):
+            positives[j - start] = rows[i, points[j, 1] * width + points[j, 2]]
+            bad[i] += _not_finite(positives[j - start])
+        positives.sort()
+        twice_wins = 0
+        for j in range(negative_offsets[i], negative_offsets[i + 1]):
+            negative = np.float64(rows[i, others[j, 1] * width + others[j, 2]])
+            bad[i] += _not_finite(negative)
+            twice_wins += _twice_wins(positives, negative)
+        values[i] = twice_wins / (2.0 * positives.size * (negative_offsets[i + 1] - negative_offsets[i]))
+    return values, bad.sum() == 0
 
 
 @njit(parallel=True, **OPTIONS)
@@ -318,9 +354,9 @@ def shuffled_segments(positives, positive_offsets, negatives, negative_offsets):
     batch = positive_offsets.size - 1
     values = np.empty(batch)
     for i in prange(batch):
-        ascending = np.sort(positives[positive_offsets[i] : positive_offsets[i + 1]])
+        mine = positives[positive_offsets[i] : positive_offsets[i + 1]].copy()  # _mann_whitney sorts it
         others = negatives[negative_offsets[i] : negative_offsets[i + 1]]
-        values[i] = _mann_whitney(ascending, others) if ascending.size and others.size else np.nan
+        values[i] = _mann_whitney(mine, others) if mine.size and others.size else np.nan
     return values
 
 
