@@ -8,6 +8,7 @@ each (cuda:<LOCAL_RANK>); CPU processes use Gloo (tests).
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -61,5 +62,14 @@ def join_group(device_type: str) -> Group:
     if device_type == "cuda":
         torch.cuda.set_device(group.local_rank)
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    # torchrun processes exit as soon as their part is done; a group still alive when the
+    # interpreter tears down can abort the process from a backend thread (seen with Gloo)
+    atexit.register(_leave_group)
     return group
+
+
+def _leave_group() -> None:
+    """Destroy this process's group at exit, after its last collective."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
