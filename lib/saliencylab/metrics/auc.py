@@ -179,7 +179,9 @@ def auc_shuffled_at(saliency: Tensor, fixations: Tensor, other_fixations: Tensor
 
 def _int64_triples(points: object, saliency: Tensor) -> bool:
     """Whether points is an (N, 3) int64 tensor on saliency's device (the CPU kernel's input)."""
-    return isinstance(points, Tensor) and points.dtype == torch.int64 and points.ndim == 2 and points.shape[1] == 3 and points.device == saliency.device
+    if not isinstance(points, Tensor) or points.dtype != torch.int64 or points.device != saliency.device:
+        return False
+    return points.ndim == 2 and points.shape[1] == 3
 
 
 def auc_shuffled_torch(saliency: Tensor, fixations: Tensor, other_fixations: Tensor) -> Tensor:
