@@ -1,11 +1,11 @@
 """Weights of the HSI network: OpenAI's TorchScript CLIP archive converted once, and strict loading.
 
-OpenAI distributes CLIP RN50 as `RN50.pt`, a TorchScript archive (fp16) that `torch.load(...,
-weights_only=True)` refuses. `convert_openai_checkpoint` reads it once, behind an explicit flag, and
-writes a plain float32 safetensors state dict of open_clip's `RN50-quickgelu` CLIP; from then on
-`saliencylab.weights.load_weights` reads it like any other weights file. OpenAI's weights were trained
-with QuickGELU: load them into the `RN50-quickgelu` config (the HSI default), never into `RN50`,
-whose text tower would silently compute something else.
+OpenAI distributes CLIP RN50 as `RN50.pt`, a TorchScript archive (fp16) that the safe loader
+(`torch.load` with weights_only=True) refuses. `convert_openai_checkpoint` reads it once, behind an
+explicit flag, and writes a plain float32 safetensors state dict of open_clip's `RN50-quickgelu`
+CLIP; from then on `saliencylab.weights.load_weights` reads it like any other weights file. OpenAI's
+weights were trained with QuickGELU: load them into the `RN50-quickgelu` config (the HSI default),
+never into `RN50`, whose text tower would silently compute something else.
 """
 
 from __future__ import annotations
