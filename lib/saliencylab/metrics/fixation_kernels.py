@@ -92,10 +92,9 @@ def _gather_marked(row, marked, out):
 
 @njit(fastmath=FAST, **OPTIONS)
 def _marked_values(row, marked):
-    """The float64 values of row at the marked positions, sorted ascending."""
+    """The float64 values of row at the marked positions, in pixel order."""
     values = np.empty(_count_marked(marked))
     _gather_marked(row, marked, values)
-    values.sort()
     return values
 
 
@@ -206,6 +205,7 @@ def _pixels_at_or_above(row, thresholds, cells):
 def _judd_row(row, marked):
     """AUC-Judd of one row and its count of fixated pixels; NaN without a fixated or a free pixel."""
     positives = _marked_values(row, marked)
+    positives.sort()
     if positives.size == 0 or positives.size == row.size:
         return np.nan, positives.size
     thresholds, hits = _distinct(positives)
